@@ -22,7 +22,9 @@ pub mod servicel2status;
 
 pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec};
 pub use pool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
-pub use servicel2status::{InterfaceInfo, ServiceL2Status, ServiceL2StatusSpec, ServiceL2StatusStatus};
+pub use servicel2status::{
+    InterfaceInfo, ServiceL2Status, ServiceL2StatusSpec, ServiceL2StatusStatus,
+};
 
 /// The API group of every ferrolb custom resource.
 pub const GROUP: &str = "ferrolb.io";

@@ -92,8 +92,8 @@ pub fn interface_set(_: &mut SchemaGenerator) -> Schema {
 
 /// Standard `metav1.Condition` list, merged by `type` like every built-in status.
 pub fn condition_list(generator: &mut SchemaGenerator) -> Schema {
-    let item = generator
-        .subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>();
+    let item =
+        generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>();
     json_schema!({
         "type": "array",
         "x-kubernetes-list-type": "map",

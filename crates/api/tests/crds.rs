@@ -18,8 +18,16 @@ fn schema_of(kind: &str) -> Value {
         .find(|c| c.spec.names.kind == kind)
         .unwrap();
     let version = &crd.spec.versions[0];
-    serde_json::to_value(version.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap())
-        .unwrap()
+    serde_json::to_value(
+        version
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn pool_with(addresses: &[&str]) -> Value {
@@ -189,8 +197,15 @@ fn every_kind_is_namespaced_with_a_status_subresource_and_printer_columns() {
         assert_eq!(version.name, "v1beta1");
         assert!(version.served && version.storage);
         let name = &crd.spec.names.kind;
-        assert!(version.subresources.as_ref().unwrap().status.is_some(), "{name}");
+        assert!(
+            version.subresources.as_ref().unwrap().status.is_some(),
+            "{name}"
+        );
         let columns = version.additional_printer_columns.as_ref().unwrap();
-        assert!(columns.len() >= 3, "{name} has {} printer columns", columns.len());
+        assert!(
+            columns.len() >= 3,
+            "{name} has {} printer columns",
+            columns.len()
+        );
     }
 }

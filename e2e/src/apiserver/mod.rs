@@ -1,0 +1,159 @@
+//! A Kubernetes API server stand-in for tests: one process, in memory, plain HTTP on loopback.
+//!
+//! Start it with [`ApiServer::start`]; point any client at [`ApiServer::kubeconfig`]. It serves
+//! the built-in kinds ferrolb uses and any kind registered with a CustomResourceDefinition.
+
+mod crd_schema;
+pub mod error;
+mod http;
+pub mod patch;
+pub mod resources;
+pub mod selector;
+mod services;
+pub mod store;
+pub mod table;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use store::{Store, StoreConfig};
+
+/// Settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Store settings (event log size, service ranges).
+    pub store: StoreConfig,
+    /// Interval of watch bookmarks.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            store: StoreConfig::default(),
+            bookmark_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A running server; stops when dropped.
+#[derive(Debug)]
+pub struct ApiServer {
+    addr: SocketAddr,
+    store: Arc<Store>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ApiServer {
+    /// Binds and starts serving on the current tokio runtime.
+    ///
+    /// # Errors
+    /// When the address cannot be bound or the config is invalid.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        let store = Arc::new(Store::new(&config.store).map_err(anyhow::Error::msg)?);
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let app = http::App {
+            store: store.clone(),
+            bookmark_interval: config.bookmark_interval,
+        };
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, http::router(app)).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "test API server stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            store,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Direct access to the store, for tests that count or inspect writes.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// A kubeconfig document for this server.
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig_for(&self.url())
+    }
+
+    /// Writes the kubeconfig to `path`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig())
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The kubeconfig clients use to reach a server at `url` (no authentication: loopback only).
+pub fn kubeconfig_for(url: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: ferrolb-e2e
+  cluster:
+    server: {url}
+contexts:
+- name: ferrolb-e2e
+  context:
+    cluster: ferrolb-e2e
+    user: ferrolb-e2e
+    namespace: default
+current-context: ferrolb-e2e
+users:
+- name: ferrolb-e2e
+  user:
+    token: ferrolb-e2e
+"
+    )
+}
+
+impl ApiServer {
+    /// Creates ferrolb's CRDs, as `kubectl apply -f config/crd/` would.
+    ///
+    /// # Errors
+    /// When a CRD is refused.
+    pub fn register_ferrolb_crds(&self) -> anyhow::Result<()> {
+        let crds = self
+            .store
+            .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .ok_or_else(|| anyhow::anyhow!("CRDs are built in"))?;
+        for crd in ferrolb_api::crd::all() {
+            self.store
+                .create(&crds, "", serde_json::to_value(crd)?, "ferrolb-e2e")
+                .map_err(|e| anyhow::anyhow!("registering a ferrolb CRD: {e}"))?;
+        }
+        Ok(())
+    }
+}

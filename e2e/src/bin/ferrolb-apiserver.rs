@@ -1,0 +1,67 @@
+//! Runs the test Kubernetes API server on its own, writes a kubeconfig, and serves until Ctrl-C.
+//!
+//! `ferrolb-apiserver --listen 127.0.0.1:6443 --kubeconfig /tmp/ferrolb.kubeconfig`, then
+//! `KUBECONFIG=/tmp/ferrolb.kubeconfig kubectl get ns`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ferrolb_e2e::apiserver::{ApiServer, ServerConfig, StoreConfig};
+
+#[derive(Debug, Parser)]
+#[command(about = "In-memory Kubernetes API server for ferrolb's tests and lab")]
+struct Args {
+    /// Address to listen on (loopback only: the server has no authentication).
+    #[arg(long, env = "FERROLB_APISERVER_LISTEN", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Where to write the kubeconfig for clients.
+    #[arg(long, env = "FERROLB_APISERVER_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Service cluster IP ranges, primary family first.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10.96.0.0/16,fd00:10:96::/108"
+    )]
+    service_cluster_ip_range: Vec<String>,
+    /// Also register ferrolb's CRDs at start.
+    #[arg(long)]
+    ferrolb_crds: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--listen must be a loopback address: the test API server has no authentication"
+        );
+    }
+    let server = ApiServer::start(ServerConfig {
+        listen: args.listen,
+        store: StoreConfig {
+            service_ranges: args.service_cluster_ip_range,
+            ..StoreConfig::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await?;
+    if args.ferrolb_crds {
+        server.register_ferrolb_crds()?;
+    }
+    if let Some(path) = &args.kubeconfig {
+        server.write_kubeconfig(path)?;
+        tracing::info!(kubeconfig = %path.display(), url = %server.url(), "test API server ready");
+    } else {
+        tracing::info!(url = %server.url(), "test API server ready");
+    }
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
