@@ -72,10 +72,10 @@ fn to_json_schema(openapi: &Value) -> Value {
             }
         }
     }
-    if map.get("nullable") == Some(&Value::Bool(true)) {
-        if let Some(Value::String(t)) = out.get("type").cloned() {
-            out.insert("type".into(), json!([t, "null"]));
-        }
+    if map.get("nullable") == Some(&Value::Bool(true))
+        && let Some(Value::String(t)) = out.get("type").cloned()
+    {
+        out.insert("type".into(), json!([t, "null"]));
     }
     if map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         out.remove("type");

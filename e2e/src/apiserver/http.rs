@@ -20,7 +20,7 @@ use super::error::{ApiError, ApiResult};
 use super::patch::PatchKind;
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector, selectable_fields};
-use super::store::{Deleted, EventType, ListOptions, Store, Subresource, WatchEvent};
+use super::store::{Deleted, EventType, ListOptions, PatchRequest, Store, Subresource, WatchEvent};
 use super::table;
 
 /// Shared state of the handlers.
@@ -428,16 +428,12 @@ async fn handle_inner(
                 ));
             }
             let force = params.get("force").is_some_and(|f| f == "true");
-            let patched = store.patch(
-                &rt,
-                &ns,
-                &name,
+            let request = PatchRequest {
                 kind,
-                &patch,
-                target.subresource,
-                &manager,
+                body: &patch,
                 force,
-            )?;
+            };
+            let patched = store.patch(&rt, &ns, &name, request, target.subresource, &manager)?;
             Ok(json_response(StatusCode::OK, &patched))
         }
         (Method::DELETE, Some(name)) => {

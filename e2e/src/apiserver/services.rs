@@ -200,14 +200,15 @@ impl ServiceAllocations {
         }
         spec.entry("sessionAffinity")
             .or_insert_with(|| json!("None"));
-        if let Some(ip) = spec.get("loadBalancerIP").and_then(Value::as_str) {
-            if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
-                return Err(invalid(
-                    &name,
-                    "spec.loadBalancerIP",
-                    format!("Invalid value: \"{ip}\": must be a valid IP address"),
-                ));
-            }
+        if let Some(ip) = spec.get("loadBalancerIP").and_then(Value::as_str)
+            && !ip.is_empty()
+            && ip.parse::<IpAddr>().is_err()
+        {
+            return Err(invalid(
+                &name,
+                "spec.loadBalancerIP",
+                format!("Invalid value: \"{ip}\": must be a valid IP address"),
+            ));
         }
         if spec.contains_key("loadBalancerClass") && ty != "LoadBalancer" {
             return Err(invalid(
@@ -483,10 +484,10 @@ impl ServiceAllocations {
                 .filter_map(Value::as_str)
                 .collect();
             for ip in &old_ips {
-                if !kept_ips.contains(ip.as_str()) {
-                    if let Ok(ip) = ip.parse() {
-                        self.used_ips.remove(&ip);
-                    }
+                if !kept_ips.contains(ip.as_str())
+                    && let Ok(ip) = ip.parse()
+                {
+                    self.used_ips.remove(&ip);
                 }
             }
             let kept_ports: BTreeSet<u16> = node_ports(service).collect();

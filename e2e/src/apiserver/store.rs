@@ -111,6 +111,24 @@ impl Default for StoreConfig {
 
 type ObjectKey = (String, String);
 
+/// What a new watcher gets: the logged events to replay, the live receiver, and the latest rv.
+pub type Subscription = (
+    Vec<Arc<WatchEvent>>,
+    broadcast::Receiver<Arc<WatchEvent>>,
+    u64,
+);
+
+/// A patch as it arrived: its type, body, and whether apply conflicts are overridden.
+#[derive(Debug, Clone, Copy)]
+pub struct PatchRequest<'a> {
+    /// Patch type.
+    pub kind: PatchKind,
+    /// Patch document.
+    pub body: &'a Value,
+    /// `?force=true` for server-side apply.
+    pub force: bool,
+}
+
 struct State {
     registry: Registry,
     objects: BTreeMap<String, BTreeMap<ObjectKey, Value>>,
@@ -308,15 +326,7 @@ impl Store {
     ///
     /// # Errors
     /// `Gone` when `from_rv` is older than the log remembers.
-    pub fn subscribe(
-        &self,
-        key: &str,
-        from_rv: Option<u64>,
-    ) -> ApiResult<(
-        Vec<Arc<WatchEvent>>,
-        broadcast::Receiver<Arc<WatchEvent>>,
-        u64,
-    )> {
+    pub fn subscribe(&self, key: &str, from_rv: Option<u64>) -> ApiResult<Subscription> {
         let state = self.lock();
         let receiver = self.events.subscribe();
         let from = from_rv.unwrap_or(state.rv);
@@ -488,10 +498,11 @@ impl Store {
                 m.remove("managedFields");
             }
         }
-        if rt.status.is_some() && reset_status_on_create(rt) {
-            if let Some(m) = object.as_object_mut() {
-                m.remove("status");
-            }
+        if rt.status.is_some()
+            && reset_status_on_create(rt)
+            && let Some(m) = object.as_object_mut()
+        {
+            m.remove("status");
         }
         on_create_defaults(rt, &mut object);
         let mut object = admit(state, rt, object, None)?;
@@ -552,12 +563,11 @@ impl Store {
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        kind: PatchKind,
-        body: &Value,
+        request: PatchRequest<'_>,
         sub: Subresource,
         manager: &str,
-        force: bool,
     ) -> ApiResult<Value> {
+        let PatchRequest { kind, body, force } = request;
         if kind == PatchKind::Apply {
             if body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
                 return Err(ApiError::BadRequest(
@@ -591,13 +601,13 @@ impl Store {
             let mut patched = patch::apply_patch(kind, live, body)?;
             // A patch that carries a resourceVersion is a precondition; one that does not
             // applies to whatever is live.
-            if body["metadata"].get("resourceVersion").is_none() {
-                if let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.insert(
-                        "resourceVersion".into(),
-                        live["metadata"]["resourceVersion"].clone(),
-                    );
-                }
+            if body["metadata"].get("resourceVersion").is_none()
+                && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                m.insert(
+                    "resourceVersion".into(),
+                    live["metadata"]["resourceVersion"].clone(),
+                );
             }
             Ok(patched)
         })
@@ -782,17 +792,17 @@ impl Store {
             .get(&key)
             .cloned()
             .ok_or_else(|| State::not_found(rt, name))?;
-        if let Some(rv) = precondition_rv {
-            if rv != meta(&live, "resourceVersion") {
-                return Err(ApiError::Conflict {
-                    resource: rt.qualified(),
-                    name: name.to_owned(),
-                    message: format!(
-                        "Operation cannot be fulfilled on {} \"{name}\": the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record",
-                        rt.qualified()
-                    ),
-                });
-            }
+        if let Some(rv) = precondition_rv
+            && rv != meta(&live, "resourceVersion")
+        {
+            return Err(ApiError::Conflict {
+                resource: rt.qualified(),
+                name: name.to_owned(),
+                message: format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record",
+                    rt.qualified()
+                ),
+            });
         }
         if orphan {
             orphan_dependents(state, &self.events, &meta(&live, "uid"));
@@ -1065,10 +1075,12 @@ fn finish_namespace_if_empty(
     let finalizers = namespace["metadata"]["finalizers"]
         .as_array()
         .is_some_and(|f| !f.is_empty());
-    if terminating && !finalizers && !namespace_has_objects(state, ns) {
-        if let Some(rt) = state.registry.get("", "v1", "namespaces") {
-            remove_now(state, sender, &rt, key, namespace);
-        }
+    if terminating
+        && !finalizers
+        && !namespace_has_objects(state, ns)
+        && let Some(rt) = state.registry.get("", "v1", "namespaces")
+    {
+        remove_now(state, sender, &rt, key, namespace);
     }
 }
 

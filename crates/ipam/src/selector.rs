@@ -1,0 +1,154 @@
+//! Kubernetes label selectors as plain data, evaluated with the apiserver's semantics, so the
+//! controller can hand pools' `namespaceSelectors` / `serviceSelectors` over without kube types.
+
+use std::collections::BTreeMap;
+
+/// The operator of one [`LabelSelectorRequirement`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SelectorOperator {
+    /// The label is present and its value is one of `values`.
+    In,
+    /// The label is absent, or its value is none of `values`.
+    NotIn,
+    /// The label is present (any value).
+    Exists,
+    /// The label is absent.
+    DoesNotExist,
+}
+
+/// One `matchExpressions` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LabelSelectorRequirement {
+    /// The label key.
+    pub key: String,
+    /// How the label is compared.
+    pub operator: SelectorOperator,
+    /// The values `In` / `NotIn` compare with (ignored by `Exists` / `DoesNotExist`).
+    pub values: Vec<String>,
+}
+
+impl LabelSelectorRequirement {
+    /// Whether `labels` satisfy this requirement.
+    #[must_use]
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        let listed = || value.is_some_and(|v| self.values.contains(v));
+        match self.operator {
+            SelectorOperator::In => listed(),
+            SelectorOperator::NotIn => !listed(),
+            SelectorOperator::Exists => value.is_some(),
+            SelectorOperator::DoesNotExist => value.is_none(),
+        }
+    }
+}
+
+/// A Kubernetes label selector: every `match_labels` pair and every requirement must hold.
+///
+/// The empty selector matches everything, as in Kubernetes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct LabelSelector {
+    /// Labels that must be present with exactly these values.
+    pub match_labels: BTreeMap<String, String>,
+    /// Further requirements, all of which must hold.
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+impl LabelSelector {
+    /// A selector requiring each `(key, value)` pair.
+    #[must_use]
+    pub fn labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let match_labels = pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self {
+            match_labels,
+            match_expressions: Vec::new(),
+        }
+    }
+
+    /// Adds the requirement `key operator values`.
+    #[must_use]
+    pub fn with_expression(
+        mut self,
+        key: &str,
+        operator: SelectorOperator,
+        values: &[&str],
+    ) -> Self {
+        self.match_expressions.push(LabelSelectorRequirement {
+            key: key.to_owned(),
+            operator,
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        });
+        self
+    }
+
+    /// Whether `labels` satisfy every part of the selector.
+    #[must_use]
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| r.matches(labels))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SelectorOperator::{DoesNotExist, Exists, In, NotIn};
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_selector_matches_everything() {
+        assert!(LabelSelector::default().matches(&labels(&[])));
+        assert!(LabelSelector::default().matches(&labels(&[("a", "b")])));
+    }
+
+    #[test]
+    fn match_labels_need_every_pair() {
+        let s = LabelSelector::labels([("team", "web"), ("tier", "front")]);
+        assert!(s.matches(&labels(&[("team", "web"), ("tier", "front"), ("x", "y")])));
+        assert!(!s.matches(&labels(&[("team", "web")])));
+        assert!(!s.matches(&labels(&[("team", "web"), ("tier", "back")])));
+    }
+
+    #[test]
+    fn in_needs_the_key_with_a_listed_value() {
+        let s = LabelSelector::default().with_expression("env", In, &["prod", "stage"]);
+        assert!(s.matches(&labels(&[("env", "stage")])));
+        assert!(!s.matches(&labels(&[("env", "dev")])));
+        assert!(!s.matches(&labels(&[])));
+    }
+
+    #[test]
+    fn not_in_matches_when_the_key_is_absent() {
+        let s = LabelSelector::default().with_expression("env", NotIn, &["prod"]);
+        assert!(s.matches(&labels(&[])));
+        assert!(s.matches(&labels(&[("env", "dev")])));
+        assert!(!s.matches(&labels(&[("env", "prod")])));
+    }
+
+    #[test]
+    fn exists_and_does_not_exist_look_only_at_the_key() {
+        let exists = LabelSelector::default().with_expression("gpu", Exists, &[]);
+        let absent = LabelSelector::default().with_expression("gpu", DoesNotExist, &[]);
+        let with = labels(&[("gpu", "")]);
+        assert!(exists.matches(&with) && !absent.matches(&with));
+        assert!(!exists.matches(&labels(&[])) && absent.matches(&labels(&[])));
+    }
+
+    #[test]
+    fn labels_and_expressions_are_anded() {
+        let s = LabelSelector::labels([("team", "web")]).with_expression("env", NotIn, &["prod"]);
+        assert!(s.matches(&labels(&[("team", "web")])));
+        assert!(!s.matches(&labels(&[("team", "web"), ("env", "prod")])));
+        assert!(!s.matches(&labels(&[("env", "dev")])));
+    }
+}
