@@ -456,7 +456,7 @@ async fn services_are_defaulted_like_kube_apiserver_does() {
         .await
         .unwrap();
     let spec = svc.spec.unwrap();
-    assert!(spec.cluster_ip.unwrap().starts_with("10.96."));
+    assert!(spec.cluster_ip.unwrap().starts_with("198.51.100."));
     assert_eq!(spec.ip_families.unwrap(), ["IPv4"]);
     assert_eq!(spec.ip_family_policy.as_deref(), Some("SingleStack"));
     assert!(spec.ports.unwrap()[0].node_port.is_some());

@@ -515,7 +515,7 @@ mod tests {
     use super::*;
 
     fn alloc() -> ServiceAllocations {
-        ServiceAllocations::new(&["10.96.0.0/16".into(), "fd00:10:96::/112".into()]).unwrap()
+        ServiceAllocations::new(&["198.51.100.0/24".into(), "2001:db8:96::/112".into()]).unwrap()
     }
 
     fn lb(extra: Value) -> Value {
@@ -531,7 +531,7 @@ mod tests {
         a.admit(&mut svc, None, false).unwrap();
         assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
         assert_eq!(svc["spec"]["ipFamilyPolicy"], "SingleStack");
-        assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
+        assert_eq!(svc["spec"]["clusterIP"], "198.51.100.1");
         assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30000);
         assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
         assert_eq!(svc["spec"]["externalTrafficPolicy"], "Cluster");

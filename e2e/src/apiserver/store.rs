@@ -96,7 +96,9 @@ pub struct ListPage {
 pub struct StoreConfig {
     /// Events kept for watches to resume from; older resourceVersions get 410 Gone.
     pub event_log_capacity: usize,
-    /// `--service-cluster-ip-range` equivalents, primary family first.
+    /// `--service-cluster-ip-range` equivalents, primary family first. Documentation ranges by
+    /// default: cluster IPs are only bookkeeping here, nothing routes them, and the lab must not
+    /// name any other address.
     pub service_ranges: Vec<String>,
 }
 
@@ -104,7 +106,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             event_log_capacity: 200_000,
-            service_ranges: vec!["10.96.0.0/16".into(), "fd00:10:96::/108".into()],
+            service_ranges: vec!["198.51.100.0/24".into(), "2001:db8:96::/108".into()],
         }
     }
 }

@@ -22,7 +22,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "10.96.0.0/16,fd00:10:96::/108"
+        default_value = "198.51.100.0/24,2001:db8:96::/108"
     )]
     service_cluster_ip_range: Vec<String>,
     /// Also register ferrolb's CRDs at start.
