@@ -139,6 +139,8 @@ impl Allocator {
     /// is kept, relabelled when that pool has a new name. The others are released and returned
     /// in [`PoolsUpdate::evicted`], sorted by Service key, for the caller to reallocate. Changes
     /// of `serviceAllocation` do not evict: the caller re-checks by calling [`Self::allocate`].
+    /// Nor does a pool starting to drain ([`Pool::draining`]): it is accepted (and reserves its
+    /// addresses against overlapping pools) like any other, and only stops giving out new ones.
     pub fn set_pools(&mut self, pools: Vec<Pool>) -> PoolsUpdate {
         let (layout, rejected) = Layout::build(pools);
         let mut kept = Vec::new();
@@ -180,8 +182,9 @@ impl Allocator {
     }
 
     /// Records an assignment found in the cluster (a Service's status) as it is, without
-    /// applying pool order, requests or `serviceAllocation`, so a restart never moves an IP.
-    /// (Eligibility is the next [`Self::allocate`]'s business, as after [`Self::set_pools`].)
+    /// applying pool order, requests or `serviceAllocation`, so a restart never moves an IP; IPs
+    /// of a draining pool are accepted too. (Eligibility is the next [`Self::allocate`]'s
+    /// business, as after [`Self::set_pools`].)
     /// Restoring the same assignment again changes nothing; restoring other IPs for the
     /// Service replaces its own.
     ///
@@ -204,6 +207,12 @@ impl Allocator {
     /// valid (completing a dual-stack pair from the same pool when possible); else the lowest
     /// free addresses of the first candidate pool. Calling it again with the same request
     /// changes nothing.
+    ///
+    /// A draining pool ([`Pool::draining`]) lets Services keep what they hold in it but gives
+    /// out no new address: it is no automatic candidate; naming it, or requesting one of its IPs
+    /// the Service does not hold already, fails with [`AllocError::PoolDraining`]; and it does
+    /// not complete a dual-stack pair (`PreferDualStack` keeps its one IP, `RequireDualStack`
+    /// moves to another pool).
     ///
     /// # Errors
     ///
@@ -337,6 +346,11 @@ impl Allocator {
                     requested: requested.clone(),
                 });
             }
+            if source == Source::Request && pool.draining() && !self.holds(&req.key, ip) {
+                return Err(AllocError::PoolDraining {
+                    pool: pool.name().to_owned(),
+                });
+            }
             if source == Source::Request
                 && let Err(reason) = pool.admits(req)
             {
@@ -379,8 +393,8 @@ impl Allocator {
     }
 
     /// The Service's current IPs, if still valid for the request, plus the missing family of a
-    /// dual-stack pair from the same pool when one is free. IPs of a family the Service no longer
-    /// uses are dropped rather than moving the rest.
+    /// dual-stack pair from the same pool when one is free and the pool is not draining. IPs of a
+    /// family the Service no longer uses are dropped rather than moving the rest.
     fn keep_current(&self, req: &ServiceRequest, terms: &Terms) -> Option<Plan> {
         let rec = self.services.get(req.key.as_str())?;
         let pool = &self.state(rec.pool).pool;
@@ -408,7 +422,13 @@ impl Allocator {
         if let &[held] = ips.as_slice()
             && policy.is_dual()
         {
-            match self.pick(rec.pool, Family::of(held).other(), &req.key, terms) {
+            let missing = Family::of(held).other();
+            let completion = if pool.draining() {
+                None
+            } else {
+                self.pick(rec.pool, missing, &req.key, terms)
+            };
+            match completion {
                 Some(ip) => ips.push(ip),
                 None if matches!(policy, FamilyPolicy::RequireDualStack(..)) => return None,
                 None => {}
@@ -420,7 +440,8 @@ impl Allocator {
         })
     }
 
-    /// New addresses from the requested pool, or from the automatic candidates in order.
+    /// New addresses from the requested pool, or from the automatic candidates in order (never
+    /// from a draining pool).
     fn fresh(&self, req: &ServiceRequest, terms: &Terms) -> Result<Plan, AllocError> {
         if let Some(name) = &req.requested_pool {
             let p = self
@@ -428,6 +449,9 @@ impl Allocator {
                 .index_of(name)
                 .ok_or_else(|| AllocError::UnknownPool { pool: name.clone() })?;
             let pool = name.clone();
+            if self.state(p).pool.draining() {
+                return Err(AllocError::PoolDraining { pool });
+            }
             if let Err(reason) = self.state(p).pool.admits(req) {
                 return Err(AllocError::PoolNotAllowed {
                     ip: None,
@@ -528,6 +552,13 @@ impl Allocator {
             }
         }
         self.state(p).first_free(family)
+    }
+
+    /// Whether the Service `key` holds `ip` now.
+    fn holds(&self, key: &str, ip: IpAddr) -> bool {
+        self.services
+            .get(key)
+            .is_some_and(|rec| rec.ips.iter().any(|held| held == ip))
     }
 
     /// The sharing rule for `key` holding `ip` with `terms`, against every other holder.

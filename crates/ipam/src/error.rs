@@ -141,6 +141,14 @@ pub enum AllocError {
         /// The Service using it.
         holder: String,
     },
+    /// The pool is being deleted: it keeps the IPs Services hold in it but gives out no new one
+    /// (when named in the request, holding a requested IP the Service does not hold already, or
+    /// needed to complete a dual-stack pair).
+    #[error("pool {pool:?} is being deleted and gives out no new addresses")]
+    PoolDraining {
+        /// The pool.
+        pool: String,
+    },
     /// The requested pool has no free address of the needed family.
     #[error("pool {pool:?} has no free {family}")]
     PoolExhausted {
@@ -165,7 +173,8 @@ pub enum AllocError {
         /// The pools tried, in order.
         pools: Vec<String>,
     },
-    /// No autoAssign pool admitting the Service has the needed family.
+    /// No autoAssign pool admitting the Service has the needed family (pools being deleted
+    /// are not candidates).
     #[error("no autoAssign address pool admitting this service offers any {family}")]
     NoEligiblePool {
         /// What was needed.

@@ -136,13 +136,15 @@ pub(crate) struct Layout {
     /// Every accepted range by (family, start), to find an IP's pool in O(log ranges); accepted
     /// pools never overlap, so the range starting at or before an IP is the only candidate.
     ranges: BTreeMap<(Family, u128), (AddrRange, usize)>,
-    /// Pools a Service without requests may get addresses from, in trial order.
+    /// Pools a Service without requests may get addresses from, in trial order: `autoAssign`
+    /// pools that are not draining.
     auto_order: Vec<usize>,
 }
 
 impl Layout {
     /// Accepts `pools` in order, rejecting each one that repeats a name or overlaps an accepted
-    /// one: the caller orders pools by age, so a newcomer never takes addresses from a pool in use.
+    /// one: the caller orders pools by age, so a newcomer never takes addresses from a pool in use
+    /// (a draining pool's addresses included).
     pub(crate) fn build(pools: Vec<Pool>) -> (Self, Vec<(String, PoolRejection)>) {
         let mut layout = Self::default();
         let mut rejected = Vec::new();
@@ -153,7 +155,10 @@ impl Layout {
             }
         }
         let mut order: Vec<usize> = (0..layout.pools.len())
-            .filter(|&i| layout.pools[i].pool.auto_assign())
+            .filter(|&i| {
+                let pool = &layout.pools[i].pool;
+                pool.auto_assign() && !pool.draining()
+            })
             .collect();
         order.sort_by(|&a, &b| {
             layout.pools[a]

@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! IPAddressPool specs ──PoolSpec──> Pool::parse ──Vec<Pool> (creation order)──> Allocator::set_pools
-//!                                     (entries)        overlapping pools rejected, assignments that
-//!                                                      no longer fit evicted ──> PoolsUpdate
+//! (deleted, in use:                   (entries)        overlapping pools rejected, assignments that
+//!  draining: true)                                     no longer fit evicted ──> PoolsUpdate
 //! Service status ──ServiceRequest + IPs──> Allocator::restore   (startup: record, never move)
 //! Service        ──ServiceRequest──────> Allocator::allocate  ──> Assignment { ips, pool }
 //!                                                              or AllocError (state unchanged)
@@ -26,6 +26,11 @@
 //!   sharing key, else the lowest free address, ranges in spec order.
 //! - A pool with `serviceAllocation` never serves a Service it does not admit, not even by
 //!   request. `autoAssign: false` pools serve only Services naming the pool or one of its IPs.
+//! - A draining pool (its `IPAddressPool` is being deleted while Services still use it) keeps
+//!   its assignments through `set_pools`, `restore` and `allocate`, and still reserves its
+//!   addresses against overlapping pools, but gives out no new address: not automatically, not
+//!   by name or requested IP ([`AllocError::PoolDraining`], unless the Service already holds
+//!   that IP), and not to complete a dual-stack pair.
 //! - Sharing: a Service may hold an IP others hold only with the same non-empty sharing key,
 //!   the same backend key, and no (protocol, port) in common ([`AllocError::IpInUse`],
 //!   [`AllocError::PortInUse`]).

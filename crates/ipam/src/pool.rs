@@ -34,6 +34,9 @@ pub struct PoolSpec {
     pub avoid_buggy_ips: bool,
     /// Which Services the pool admits; `None` admits all.
     pub service_allocation: Option<ServiceAllocation>,
+    /// The `IPAddressPool` is being deleted (a finalizer holds it while Services use it): the
+    /// pool keeps its assignments and its addresses, but gives out no new address.
+    pub draining: bool,
 }
 
 impl PoolSpec {
@@ -46,6 +49,7 @@ impl PoolSpec {
             auto_assign: true,
             avoid_buggy_ips: false,
             service_allocation: None,
+            draining: false,
         }
     }
 
@@ -67,6 +71,13 @@ impl PoolSpec {
     #[must_use]
     pub fn allocation(mut self, allocation: ServiceAllocation) -> Self {
         self.service_allocation = Some(allocation);
+        self
+    }
+
+    /// Marks the pool as being deleted: it keeps what Services hold and gives out nothing new.
+    #[must_use]
+    pub fn draining(mut self) -> Self {
+        self.draining = true;
         self
     }
 }
@@ -118,6 +129,7 @@ pub struct Pool {
     auto_assign: bool,
     avoid_buggy_ips: bool,
     service_allocation: Option<ServiceAllocation>,
+    draining: bool,
 }
 
 impl Pool {
@@ -134,6 +146,7 @@ impl Pool {
             auto_assign,
             avoid_buggy_ips,
             service_allocation,
+            draining,
         } = spec;
         if addresses.is_empty() {
             return Err(PoolError::NoAddresses { pool: name });
@@ -167,6 +180,7 @@ impl Pool {
             auto_assign,
             avoid_buggy_ips,
             service_allocation,
+            draining,
         })
     }
 
@@ -198,6 +212,13 @@ impl Pool {
     #[must_use]
     pub fn service_allocation(&self) -> Option<&ServiceAllocation> {
         self.service_allocation.as_ref()
+    }
+
+    /// Whether the pool is being deleted: Services keep the IPs they hold in it, but it gives
+    /// out no new address (not automatically, not by name, not by requested IP).
+    #[must_use]
+    pub fn draining(&self) -> bool {
+        self.draining
     }
 
     /// Whether `ip` is one this pool never hands out because of `avoid_buggy_ips`.

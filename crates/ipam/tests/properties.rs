@@ -1,8 +1,9 @@
 //! Random sequences of allocate / release / restore / set_pools over small pools, checked after
 //! every step against rules restated here independently of the allocator's own code:
 //! no IP held by two Services that may not share it, every IP inside its accepted pool, stats
-//! equal to a recount, allocate idempotent; and at the end, restoring the whole state into a
-//! fresh allocator reproduces it, and running the same sequence twice gives the same results.
+//! equal to a recount, allocate idempotent, a draining pool never giving a Service an address it
+//! did not hold; and at the end, restoring the whole state into a fresh allocator reproduces it,
+//! and running the same sequence twice gives the same results.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,7 +37,8 @@ const ADDRS: &[&str] = &[
 const POOL_NAMES: &[&str] = &["a", "b", "c", "a-low", "a-high", "nope"];
 
 /// The pool lists `set_pools` is called with, in creation order: renames, shrinking, splits, an
-/// overlapping newcomer, avoidBuggyIPs and serviceAllocation changes, and no pools at all.
+/// overlapping newcomer, avoidBuggyIPs and serviceAllocation changes, a pool being deleted while
+/// in use (draining, and still keeping an overlapping newcomer out), and no pools at all.
 fn layout(n: u8) -> Vec<PoolSpec> {
     let a = || PoolSpec::new("a", &["192.0.2.0/29", "2001:db8::/126"]);
     let b = || PoolSpec::new("b", &["192.0.2.254-192.0.3.1"]).avoiding_buggy_ips();
@@ -50,7 +52,7 @@ fn layout(n: u8) -> Vec<PoolSpec> {
         service_selectors: vec![LabelSelector::labels([("app", "web")])],
         ..Default::default()
     };
-    match n % 6 {
+    match n % 7 {
         0 => vec![a(), b(), c()],
         1 => vec![
             PoolSpec::new("a-low", &["192.0.2.0/30", "2001:db8::/126"]),
@@ -65,7 +67,13 @@ fn layout(n: u8) -> Vec<PoolSpec> {
         ],
         3 => vec![],
         4 => vec![a().avoiding_buggy_ips().allocation(web_only), c()],
-        _ => vec![c(), PoolSpec::new("a", &["192.0.2.0/29"]), b()],
+        5 => vec![c(), PoolSpec::new("a", &["192.0.2.0/29"]), b()],
+        _ => vec![
+            a().draining(),
+            PoolSpec::new("newcomer", &["192.0.2.6/31"]),
+            b(),
+            c(),
+        ],
     }
 }
 
@@ -122,7 +130,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u8..10, shape()).prop_map(|(s, sh)| Op::Allocate(s, sh)),
         2 => (0u8..10, shape(), prop::collection::vec(0u8..ADDRS.len() as u8, 0..3)).prop_map(|(s, sh, ips)| Op::Restore(s, sh, ips)),
         2 => (0u8..10).prop_map(Op::Release),
-        1 => (0u8..6).prop_map(Op::SetPools),
+        1 => (0u8..7).prop_map(Op::SetPools),
     ]
 }
 
@@ -191,6 +199,18 @@ enum Outcome {
 struct Model {
     requests: BTreeMap<String, ServiceRequest>,
     pools: Vec<Pool>,
+    /// Successful allocations that left a Service in a draining pool (to guard the generator).
+    kept_draining: usize,
+}
+
+impl Model {
+    /// Whether the accepted pool of that name is draining (the first of a name is accepted).
+    fn draining(&self, pool: &str) -> bool {
+        self.pools
+            .iter()
+            .find(|p| p.name() == pool)
+            .is_some_and(Pool::draining)
+    }
 }
 
 fn parse(specs: Vec<PoolSpec>) -> Vec<Pool> {
@@ -201,7 +221,22 @@ fn apply(a: &mut Allocator, model: &mut Model, op: &Op) -> Outcome {
     match op {
         Op::Allocate(svc, shape) => {
             let req = request(*svc, shape);
+            let held = a.lookup(&req.key);
             let result = a.allocate(&req);
+            if let Ok(got) = &result
+                && model.draining(&got.pool)
+            {
+                // A draining pool gives out nothing new: only what the Service held there.
+                let before = held.filter(|h| h.pool == got.pool).map(|h| h.ips);
+                assert!(
+                    got.ips
+                        .iter()
+                        .all(|ip| before.iter().flatten().any(|h| h == ip)),
+                    "{}: {got:?} from draining pool, held {before:?}",
+                    req.key
+                );
+                model.kept_draining += 1;
+            }
             if result.is_ok() {
                 // Idempotent: the same request again returns the same and changes nothing.
                 let before = a.assignments();
@@ -361,7 +396,7 @@ fn check_invariants(a: &Allocator, model: &Model) {
 }
 
 /// A new Service naming the pool gets its lowest free usable address (ranges in spec order),
-/// found here by scanning every address.
+/// found here by scanning every address; or, from a draining pool, nothing.
 fn check_lowest_free(
     a: &Allocator,
     pool: &Pool,
@@ -377,7 +412,20 @@ fn check_lowest_free(
         .label("app", "web")
         .in_pool(pool.name())
         .families(FamilyPolicy::SingleStack(family));
-    let got = a.clone().allocate(&probe).ok().map(|x| x.ips[0]);
+    let got = a.clone().allocate(&probe);
+    if pool.draining() {
+        let refused = AllocError::PoolDraining {
+            pool: pool.name().to_owned(),
+        };
+        assert_eq!(
+            got,
+            Err(refused),
+            "new address from draining {}",
+            pool.name()
+        );
+        return;
+    }
+    let got = got.ok().map(|x| x.ips[0]);
     assert_eq!(
         got,
         expected,
@@ -437,19 +485,25 @@ proptest! {
 }
 
 #[test]
-fn the_generated_sequences_reach_sharing_dual_stack_and_evictions() {
+fn the_generated_sequences_reach_sharing_dual_stack_evictions_and_draining() {
     // Guards the property test against a generator that never exercises the interesting cases.
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let (mut shared, mut dual, mut evicted, mut errors) = (0, 0, 0, 0);
+    let (mut kept_draining, mut refused_draining) = (0, 0);
     for _ in 0..40 {
         let ops = prop::collection::vec(op(), 40)
             .new_tree(&mut runner)
             .unwrap()
             .current();
-        let (outcomes, _, _) = run(&ops);
+        let (outcomes, _, model) = run(&ops);
+        kept_draining += model.kept_draining;
         for o in &outcomes {
             match o {
                 Outcome::Assigned(Ok(x)) if x.ips.len() == 2 => dual += 1,
+                Outcome::Assigned(Err(AllocError::PoolDraining { .. })) => {
+                    refused_draining += 1;
+                    errors += 1;
+                }
                 Outcome::Assigned(Err(_)) => errors += 1,
                 Outcome::Pools(u) => evicted += u.evicted.len(),
                 _ => {}
@@ -461,7 +515,13 @@ fn the_generated_sequences_reach_sharing_dual_stack_and_evictions() {
         shared += ips.len() - ips.iter().collect::<BTreeSet<_>>().len();
     }
     assert!(
-        shared > 0 && dual > 0 && evicted > 0 && errors > 0,
-        "shared {shared} dual {dual} evicted {evicted} errors {errors}"
+        shared > 0
+            && dual > 0
+            && evicted > 0
+            && errors > 0
+            && kept_draining > 0
+            && refused_draining > 0,
+        "shared {shared} dual {dual} evicted {evicted} errors {errors} \
+         kept in draining {kept_draining} refused by draining {refused_draining}"
     );
 }

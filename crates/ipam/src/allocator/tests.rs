@@ -1155,6 +1155,259 @@ fn removing_every_pool_evicts_everything() {
     assert_eq!(give(&mut a, &web("c", 82)), "198.51.100.0 @q");
 }
 
+// ---- Draining pools ----
+
+fn pool_a() -> PoolSpec {
+    PoolSpec::new("a", &["192.0.2.0/30", "2001:db8::/126"])
+}
+
+fn pool_b() -> PoolSpec {
+    PoolSpec::new("b", &["198.51.100.0/30", "2001:db8:1::/126"])
+}
+
+/// An allocator over pools `a` (first by name) and `b`, in which `a` starts draining once
+/// `setup` ran; asserts that this evicts nothing.
+fn draining_after(setup: impl FnOnce(&mut Allocator)) -> Allocator {
+    let mut a = allocator(vec![pool_a(), pool_b()]);
+    setup(&mut a);
+    let update = a.set_pools(pools(vec![pool_a().draining(), pool_b()]));
+    assert_eq!(update, PoolsUpdate::default());
+    a
+}
+
+fn draining(pool: &str) -> AllocError {
+    AllocError::PoolDraining { pool: pool.into() }
+}
+
+#[test]
+fn draining_is_off_unless_asked_for_and_shows_on_the_pool() {
+    assert!(!pool_a().draining);
+    let [plain, drained] = [pool_a(), pool_a().draining()].map(|s| Pool::parse(s).unwrap());
+    assert!(!plain.draining() && drained.draining());
+}
+
+#[test]
+fn a_pool_starting_to_drain_evicts_nothing_and_keeps_its_counts() {
+    let mut a = draining_after(|a| {
+        give(a, &svc("x"));
+        give(a, &web("y", 80));
+        give(a, &web("z", 81));
+    });
+    assert_eq!(held(&a, "x"), Some("192.0.2.0 @a".into()));
+    assert_eq!(held(&a, "z"), Some("192.0.2.1 @a".into()));
+    assert_eq!(a.assignments_in_pool("a"), 3);
+    assert_eq!(
+        a.pool_stats("a").unwrap(),
+        PoolStats {
+            assigned_v4: 2,
+            assigned_v6: 0,
+            available_v4: 2,
+            available_v6: 4
+        }
+    );
+    // Allocating again keeps every IP where it is.
+    assert_eq!(give(&mut a, &svc("x")), "192.0.2.0 @a");
+    assert_eq!(give(&mut a, &web("y", 80)), "192.0.2.1 @a");
+    assert_eq!(give(&mut a, &web("z", 81)), "192.0.2.1 @a");
+    assert_eq!(a.assignments_in_pool("a"), 3);
+}
+
+#[test]
+fn a_draining_pool_is_no_automatic_candidate() {
+    let mut a = draining_after(|a| {
+        give(a, &web("y", 80));
+    });
+    assert_eq!(give(&mut a, &svc("x")), "198.51.100.0 @b");
+    // Sharing y's IP would be a new address for z, so z does not get it either.
+    assert_eq!(give(&mut a, &web("z", 81)), "198.51.100.1 @b");
+    give(&mut a, &svc("v"));
+    give(&mut a, &svc("w"));
+    // Only pools still giving out addresses are tried, and named when full.
+    fails(
+        &mut a,
+        AllocError::NoAddressAvailable {
+            family: Wanted::One(Family::V4),
+            pools: vec!["b".into()],
+        },
+        |a| a.allocate(&svc("full")),
+    );
+    let mut only = allocator(vec![pool_a().draining()]);
+    fails(
+        &mut only,
+        AllocError::NoEligiblePool {
+            family: Wanted::One(Family::V4),
+        },
+        |a| a.allocate(&svc("x")),
+    );
+}
+
+#[test]
+fn naming_a_draining_pool_is_refused_unless_the_service_keeps_what_it_holds_there() {
+    let mut a = draining_after(|a| {
+        give(a, &svc("x").in_pool("a"));
+    });
+    fails(&mut a, draining("a"), |a| {
+        a.allocate(&svc("y").in_pool("a"))
+    });
+    assert_eq!(
+        draining("a").to_string(),
+        "pool \"a\" is being deleted and gives out no new addresses"
+    );
+    assert_eq!(give(&mut a, &svc("x").in_pool("a")), "192.0.2.0 @a");
+    // A holder needing another address from the pool is refused and keeps what it holds.
+    fails(&mut a, draining("a"), |a| {
+        a.allocate(&svc("x").in_pool("a").families(V6_ONLY))
+    });
+    assert_eq!(held(&a, "x"), Some("192.0.2.0 @a".into()));
+}
+
+#[test]
+fn requested_ip_in_a_draining_pool_is_refused_unless_the_service_holds_exactly_that_ip() {
+    let mut a = draining_after(|a| {
+        give(a, &web("x", 80));
+        give(a, &svc("dual").families(PREFER));
+    });
+    assert_eq!(held(&a, "dual"), Some("192.0.2.1,2001:db8:: @a".into()));
+    // Requesting what it holds changes nothing.
+    let before = snapshot(&a);
+    let x_again = web("x", 80).requesting(ip("192.0.2.0"));
+    assert_eq!(give(&mut a, &x_again), "192.0.2.0 @a");
+    let dual = svc("dual").families(PREFER);
+    let dual_again = (dual.clone())
+        .requesting(ip("192.0.2.1"))
+        .requesting(ip("2001:db8::"));
+    assert_eq!(give(&mut a, &dual_again), "192.0.2.1,2001:db8:: @a");
+    assert_eq!(snapshot(&a), before);
+    // Any IP it does not hold yet is refused: free, shareable, or the other half of a pair.
+    fails(&mut a, draining("a"), |a| {
+        a.allocate(&web("x", 80).requesting(ip("192.0.2.2")))
+    });
+    fails(&mut a, draining("a"), |a| {
+        a.allocate(&web("y", 81).requesting(ip("192.0.2.0")))
+    });
+    fails(&mut a, draining("a"), |a| {
+        a.allocate(
+            &(dual.clone())
+                .requesting(ip("192.0.2.1"))
+                .requesting(ip("2001:db8::1")),
+        )
+    });
+    // Once the Service moved away, its old IP is a new address again.
+    assert_eq!(
+        give(&mut a, &web("x", 80).requesting(ip("198.51.100.3"))),
+        "198.51.100.3 @b"
+    );
+    assert_eq!(a.pool_stats("a").unwrap().assigned_v4, 1);
+    fails(&mut a, draining("a"), |a| a.allocate(&x_again));
+}
+
+#[test]
+fn a_draining_pool_does_not_complete_a_dual_stack_pair() {
+    let mut a = draining_after(|a| {
+        a.restore(&svc("p").families(PREFER), &[ip("192.0.2.1")])
+            .unwrap();
+        a.restore(&svc("r").families(REQUIRE), &[ip("192.0.2.2")])
+            .unwrap();
+    });
+    // PreferDualStack keeps its one IP although the pool has IPv6 free.
+    assert_eq!(give(&mut a, &svc("p").families(PREFER)), "192.0.2.1 @a");
+    // RequireDualStack moves as a whole to a pool that can give both.
+    assert_eq!(
+        give(&mut a, &svc("r").families(REQUIRE)),
+        "198.51.100.0,2001:db8:1:: @b"
+    );
+    let stats = a.pool_stats("a").unwrap();
+    assert_eq!((stats.assigned_v4, stats.assigned_v6), (1, 0));
+    // With nowhere else to go it keeps what it holds and gets an error.
+    let mut only = allocator(vec![pool_a()]);
+    only.restore(&svc("r").families(REQUIRE), &[ip("192.0.2.2")])
+        .unwrap();
+    assert_eq!(
+        only.set_pools(pools(vec![pool_a().draining()])),
+        PoolsUpdate::default()
+    );
+    fails(
+        &mut only,
+        AllocError::NoEligiblePool {
+            family: Wanted::Both,
+        },
+        |a| a.allocate(&svc("r").families(REQUIRE)),
+    );
+    fails(&mut only, draining("a"), |a| {
+        a.allocate(&svc("r").families(REQUIRE).in_pool("a"))
+    });
+    assert_eq!(held(&only, "r"), Some("192.0.2.2 @a".into()));
+}
+
+#[test]
+fn ips_held_in_a_draining_pool_still_follow_the_eligibility_rules() {
+    let mut a = allocator(vec![pool_a(), pool_b()]);
+    give(&mut a, &svc("x"));
+    let update = a.set_pools(pools(vec![
+        pool_a().draining().allocation(admitting(&["shop"])),
+        pool_b(),
+    ]));
+    assert!(update.evicted.is_empty());
+    assert_eq!(held(&a, "x"), Some("192.0.2.0 @a".into()));
+    assert_eq!(give(&mut a, &svc("x")), "198.51.100.0 @b");
+    assert_eq!(a.assignments_in_pool("a"), 0);
+}
+
+#[test]
+fn restore_accepts_ips_in_a_draining_pool_and_allocate_keeps_them() {
+    let mut a = allocator(vec![pool_a().draining(), pool_b()]);
+    let x = svc("x").families(PREFER);
+    assert_eq!(
+        show(
+            &a.restore(&x, &[ip("2001:db8::3"), ip("192.0.2.3")])
+                .unwrap()
+        ),
+        "192.0.2.3,2001:db8::3 @a"
+    );
+    a.restore(&svc("y"), &[ip("192.0.2.2")]).unwrap();
+    assert_eq!(give(&mut a, &x), "192.0.2.3,2001:db8::3 @a");
+    assert_eq!(give(&mut a, &svc("y")), "192.0.2.2 @a");
+    let stats = a.pool_stats("a").unwrap();
+    assert_eq!((stats.assigned_v4, stats.assigned_v6), (2, 1));
+    assert_eq!(a.assignments_in_pool("a"), 2);
+}
+
+#[test]
+fn a_draining_pool_still_keeps_its_addresses_from_overlapping_newcomers() {
+    let mut a = Allocator::new();
+    let update = a.set_pools(pools(vec![
+        PoolSpec::new("old", &["192.0.2.0/24"]).draining(),
+        PoolSpec::new("new", &["192.0.2.128/25"]),
+    ]));
+    let rejection = PoolRejection::Overlaps {
+        other: "old".into(),
+        first: ip("192.0.2.128"),
+        last: ip("192.0.2.255"),
+    };
+    assert_eq!(update.rejected, vec![("new".to_owned(), rejection)]);
+    assert_eq!(a.pool_of(ip("192.0.2.200")), Some("old"));
+}
+
+#[test]
+fn releasing_the_last_holder_leaves_a_draining_pool_unused_and_removable() {
+    let mut a = draining_after(|a| {
+        give(a, &svc("x"));
+        give(a, &svc("y"));
+    });
+    assert_eq!(
+        a.release("ns/x").map(|x| show(&x)),
+        Some("192.0.2.0 @a".into())
+    );
+    assert_eq!(a.assignments_in_pool("a"), 1);
+    // The freed address is not handed out again.
+    assert_eq!(give(&mut a, &svc("z")), "198.51.100.0 @b");
+    a.release("ns/y");
+    assert_eq!(a.assignments_in_pool("a"), 0);
+    assert_eq!(a.pool_stats("a").unwrap().assigned_v4, 0);
+    // Nobody uses it any more: dropping it evicts nothing.
+    assert_eq!(a.set_pools(pools(vec![pool_b()])), PoolsUpdate::default());
+}
+
 // ---- Stats ----
 
 #[test]

@@ -1,0 +1,739 @@
+//! The controller's decisions as a state machine without I/O: observed objects go in, writes and
+//! Events to make come out. The runtime (see `controller.rs`) feeds it from watches and carries
+//! its actions out; tests feed it by hand.
+//!
+//! Start-up follows DESIGN.md: nothing is decided until every cache is loaded ([`Engine::start`]);
+//! then the pools are set, every existing assignment is restored (so a restart never moves an IP),
+//! and only then is anything new allocated.
+//!
+//! Loops are impossible by construction: a Service is written only when what it should say
+//! differs from what it says and from what was last written for it, and an Event is published only
+//! when the Service's addresses or its failure reason change.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ferrolb_api::annotations::POOL_FINALIZER;
+use ferrolb_api::{IPAddressPool, IPAddressPoolStatus};
+use ferrolb_ipam::{Allocator, Pool, PoolSpec};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::convert::{self, Ownership};
+use crate::decide::{Desired, Notice, Severity, change_notice};
+
+/// Settings that shape decisions.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// `--lb-class`: handle only Services of this class (None: only Services without a class).
+    pub lb_class: Option<String>,
+}
+
+/// The object an Event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// `Service` or `IPAddressPool`.
+    pub kind: &'static str,
+    /// Its apiVersion.
+    pub api_version: &'static str,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID, so the Event attaches to this incarnation.
+    pub uid: Option<String>,
+}
+
+/// Something the runtime must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Make a Service's status (and pool annotation) say `desired`.
+    ServiceStatus {
+        /// `namespace/name`.
+        key: String,
+        /// What to write.
+        desired: Desired,
+    },
+    /// Publish an Event.
+    Event {
+        /// On which object.
+        object: ObjectRef,
+        /// What to say.
+        notice: Notice,
+    },
+    /// Write a pool's status.
+    PoolStatus {
+        /// Pool name.
+        name: String,
+        /// The whole status.
+        status: IPAddressPoolStatus,
+    },
+    /// Add or remove the pool-protection finalizer.
+    PoolFinalizer {
+        /// Pool name.
+        name: String,
+        /// The finalizer list to write.
+        finalizers: Vec<String>,
+    },
+}
+
+/// Why a pool is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PoolProblem {
+    reason: &'static str,
+    message: String,
+}
+
+/// The controller's memory between events.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    allocator: Allocator,
+    services: BTreeMap<String, Service>,
+    pools: BTreeMap<String, IPAddressPool>,
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Last spec of each pool that parsed, used while an edit makes it unparseable, so a typo
+    /// never takes addresses away from running Services.
+    last_good: BTreeMap<String, PoolSpec>,
+    problems: BTreeMap<String, PoolProblem>,
+    /// What was last written to each Service and not yet seen back through the watch.
+    expected: HashMap<String, Desired>,
+    /// Last failure reported per Service: Events only when it changes.
+    failures: BTreeMap<String, String>,
+    expected_pool_status: HashMap<String, IPAddressPoolStatus>,
+    expected_finalizers: HashMap<String, Vec<String>>,
+    pools_dirty: bool,
+    synced: bool,
+    failure_count: u64,
+}
+
+fn service_ref(svc: &Service) -> ObjectRef {
+    ObjectRef {
+        kind: "Service",
+        api_version: "v1",
+        namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+        name: svc.metadata.name.clone().unwrap_or_default(),
+        uid: svc.metadata.uid.clone(),
+    }
+}
+
+fn pool_ref(pool: &IPAddressPool) -> ObjectRef {
+    ObjectRef {
+        kind: "IPAddressPool",
+        api_version: "ferrolb.io/v1beta1",
+        namespace: pool.metadata.namespace.clone().unwrap_or_default(),
+        name: pool.metadata.name.clone().unwrap_or_default(),
+        uid: pool.metadata.uid.clone(),
+    }
+}
+
+fn saturate(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Conditions equal but for their transition time.
+fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            (
+                &x.type_,
+                &x.status,
+                &x.reason,
+                &x.message,
+                x.observed_generation,
+            ) == (
+                &y.type_,
+                &y.status,
+                &y.reason,
+                &y.message,
+                y.observed_generation,
+            )
+        })
+}
+
+fn same_status(a: &IPAddressPoolStatus, b: &IPAddressPoolStatus) -> bool {
+    (
+        a.assigned_ipv4,
+        a.assigned_ipv6,
+        a.available_ipv4,
+        a.available_ipv6,
+    ) == (
+        b.assigned_ipv4,
+        b.assigned_ipv6,
+        b.available_ipv4,
+        b.available_ipv6,
+    ) && same_conditions(&a.conditions, &b.conditions)
+}
+
+impl Engine {
+    /// An engine that decides nothing until [`Engine::start`].
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            allocator: Allocator::new(),
+            services: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
+            last_good: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            expected: HashMap::new(),
+            failures: BTreeMap::new(),
+            expected_pool_status: HashMap::new(),
+            expected_finalizers: HashMap::new(),
+            pools_dirty: false,
+            synced: false,
+            failure_count: 0,
+        }
+    }
+
+    /// Whether [`Engine::start`] ran.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Allocation failures reported so far (for the metric).
+    pub fn failure_count(&self) -> u64 {
+        self.failure_count
+    }
+
+    /// Read access to the allocator, for metrics.
+    pub fn allocator(&self) -> &Allocator {
+        &self.allocator
+    }
+
+    /// Keys of every Service seen.
+    pub fn service_keys(&self) -> Vec<String> {
+        self.services.keys().cloned().collect()
+    }
+
+    /// Names of every Namespace seen.
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.namespaces.keys().cloned().collect()
+    }
+
+    /// Names of the pools the allocator uses.
+    pub fn pool_names(&self) -> Vec<String> {
+        self.pools.keys().cloned().collect()
+    }
+
+    /// All caches are loaded: set pools, restore what Services hold, then allocate the rest.
+    pub fn start(&mut self) -> Vec<Action> {
+        self.synced = true;
+        let mut actions = self.rebuild_pools_without_reconcile();
+        // Restore first: Services that already hold IPs keep them, whatever order pools or new
+        // Services would give.
+        let keys: Vec<String> = self.services.keys().cloned().collect();
+        for key in &keys {
+            let Some(svc) = self.services.get(key) else {
+                continue;
+            };
+            if convert::ownership(svc, self.config.lb_class.as_deref()) != Ownership::Ours {
+                continue;
+            }
+            let ips = convert::status_ips(svc);
+            if ips.is_empty() {
+                continue;
+            }
+            let ns_labels = self.namespace_labels(svc);
+            if let Ok(req) = convert::request(svc, &ns_labels)
+                && let Err(e) = self.allocator.restore(&req, &ips)
+            {
+                tracing::warn!(service = %key, error = %e, "existing assignment cannot be kept; reallocating");
+            }
+        }
+        actions.extend(self.reconcile_all());
+        actions
+    }
+
+    fn namespace_labels(&self, svc: &Service) -> BTreeMap<String, String> {
+        svc.metadata
+            .namespace
+            .as_ref()
+            .and_then(|ns| self.namespaces.get(ns))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A Service was created or changed.
+    pub fn apply_service(&mut self, svc: Service) -> Vec<Action> {
+        let key = convert::service_key(&svc);
+        if self
+            .expected
+            .get(&key)
+            .is_some_and(|e| *e == Desired::observed(&svc))
+        {
+            self.expected.remove(&key);
+        }
+        self.services.insert(key.clone(), svc);
+        if !self.synced {
+            return Vec::new();
+        }
+        self.reconcile_and_retry(&key)
+    }
+
+    /// A Service is gone.
+    pub fn delete_service(&mut self, key: &str) -> Vec<Action> {
+        self.services.remove(key);
+        self.expected.remove(key);
+        self.failures.remove(key);
+        if !self.synced {
+            return Vec::new();
+        }
+        let released = self.allocator.release(key).is_some();
+        self.pools_dirty |= released;
+        if released {
+            self.retry_failed(key)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A pool was created or changed.
+    pub fn apply_pool(&mut self, pool: IPAddressPool) -> Vec<Action> {
+        let name = pool.metadata.name.clone().unwrap_or_default();
+        let spec_changed = self.pools.get(&name).is_none_or(|old| {
+            old.spec != pool.spec
+                || old.metadata.deletion_timestamp != pool.metadata.deletion_timestamp
+                || old.metadata.creation_timestamp != pool.metadata.creation_timestamp
+        });
+        if self
+            .expected_pool_status
+            .get(&name)
+            .zip(pool.status.as_ref())
+            .is_some_and(|(e, s)| same_status(e, s))
+        {
+            self.expected_pool_status.remove(&name);
+        }
+        if self
+            .expected_finalizers
+            .get(&name)
+            .is_some_and(|f| Some(f) == pool.metadata.finalizers.as_ref())
+        {
+            self.expected_finalizers.remove(&name);
+        }
+        self.pools.insert(name, pool);
+        self.pools_dirty = true;
+        if !self.synced || !spec_changed {
+            return Vec::new();
+        }
+        let mut actions = self.rebuild_pools_without_reconcile();
+        actions.extend(self.reconcile_all());
+        actions
+    }
+
+    /// A pool is gone.
+    pub fn delete_pool(&mut self, name: &str) -> Vec<Action> {
+        self.pools.remove(name);
+        self.last_good.remove(name);
+        self.problems.remove(name);
+        self.expected_pool_status.remove(name);
+        self.expected_finalizers.remove(name);
+        if !self.synced {
+            return Vec::new();
+        }
+        let mut actions = self.rebuild_pools_without_reconcile();
+        actions.extend(self.reconcile_all());
+        actions
+    }
+
+    /// A Namespace was created or its labels changed.
+    pub fn apply_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) -> Vec<Action> {
+        if self.namespaces.get(name) == Some(&labels) {
+            return Vec::new();
+        }
+        self.namespaces.insert(name.to_owned(), labels);
+        self.reconcile_namespace(name)
+    }
+
+    /// A Namespace is gone.
+    pub fn delete_namespace(&mut self, name: &str) -> Vec<Action> {
+        self.namespaces.remove(name);
+        self.reconcile_namespace(name)
+    }
+
+    fn reconcile_namespace(&mut self, name: &str) -> Vec<Action> {
+        if !self.synced {
+            return Vec::new();
+        }
+        let prefix = format!("{name}/");
+        let keys: Vec<String> = self
+            .services
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        keys.iter()
+            .flat_map(|k| self.reconcile_and_retry(k))
+            .collect()
+    }
+
+    /// A write the runtime made for `key` failed: forget it, so the next pass writes again.
+    pub fn write_failed(&mut self, key: &str) -> Vec<Action> {
+        self.expected.remove(key);
+        if !self.synced {
+            return Vec::new();
+        }
+        self.reconcile(key)
+    }
+
+    /// A pool write failed: forget it.
+    pub fn pool_write_failed(&mut self, name: &str) {
+        self.expected_pool_status.remove(name);
+        self.expected_finalizers.remove(name);
+        self.pools_dirty = true;
+    }
+
+    fn reconcile_all(&mut self) -> Vec<Action> {
+        let keys: Vec<String> = self.services.keys().cloned().collect();
+        keys.iter().flat_map(|k| self.reconcile(k)).collect()
+    }
+
+    fn reconcile_and_retry(&mut self, key: &str) -> Vec<Action> {
+        let before = self.allocator.lookup(key).map(|a| a.ips.len()).unwrap_or(0);
+        let mut actions = self.reconcile(key);
+        let after = self.allocator.lookup(key).map(|a| a.ips.len()).unwrap_or(0);
+        if after < before {
+            actions.extend(self.retry_failed(key));
+        }
+        actions
+    }
+
+    /// Addresses were freed: Services that could not get one may now.
+    fn retry_failed(&mut self, except: &str) -> Vec<Action> {
+        let waiting: Vec<String> = self
+            .failures
+            .keys()
+            .filter(|k| *k != except)
+            .cloned()
+            .collect();
+        waiting.iter().flat_map(|k| self.reconcile(k)).collect()
+    }
+
+    /// Decides one Service.
+    fn reconcile(&mut self, key: &str) -> Vec<Action> {
+        let Some(svc) = self.services.get(key) else {
+            return Vec::new();
+        };
+        let observed = Desired::observed(svc);
+        let object = service_ref(svc);
+        match convert::ownership(svc, self.config.lb_class.as_deref()) {
+            Ownership::OtherClass => {
+                // Not ours: forget it, write nothing, whatever it carries.
+                self.pools_dirty |= self.allocator.release(key).is_some();
+                self.failures.remove(key);
+                self.expected.remove(key);
+                Vec::new()
+            }
+            Ownership::NotLoadBalancer => {
+                let held = self.allocator.release(key).is_some();
+                self.pools_dirty |= held;
+                self.failures.remove(key);
+                if held || observed.pool.is_some() {
+                    self.write(
+                        key,
+                        object,
+                        &observed,
+                        Desired::none(),
+                        "the Service is no longer of type LoadBalancer",
+                    )
+                } else {
+                    Vec::new()
+                }
+            }
+            Ownership::Ours => {
+                if svc.metadata.deletion_timestamp.is_some() {
+                    // Keep the address until the Service is really gone.
+                    return Vec::new();
+                }
+                let ns_labels = self.namespace_labels(svc);
+                let outcome = convert::request(svc, &ns_labels)
+                    .map_err(|e| e.to_string())
+                    .and_then(|req| self.allocator.allocate(&req).map_err(|e| e.to_string()));
+                self.pools_dirty = true;
+                match outcome {
+                    Ok(assignment) => {
+                        self.failures.remove(key);
+                        let desired = Desired {
+                            ips: assignment.ips,
+                            pool: Some(assignment.pool),
+                        };
+                        self.write(key, object, &observed, desired, "")
+                    }
+                    Err(reason) => {
+                        self.allocator.release(key);
+                        let mut actions = Vec::new();
+                        if self.failures.get(key) != Some(&reason) {
+                            self.failure_count += 1;
+                            tracing::warn!(service = %key, %reason, "allocation failed");
+                            actions.push(Action::Event {
+                                object: object.clone(),
+                                notice: Notice {
+                                    severity: Severity::Warning,
+                                    reason: "AllocationFailed",
+                                    note: reason.clone(),
+                                },
+                            });
+                            self.failures.insert(key.to_owned(), reason.clone());
+                        }
+                        actions.extend(self.write(
+                            key,
+                            object,
+                            &observed,
+                            Desired::none(),
+                            &reason,
+                        ));
+                        actions
+                    }
+                }
+            }
+        }
+    }
+
+    /// The status write (and its Event) needed to go from `observed` to `desired`, if any.
+    fn write(
+        &mut self,
+        key: &str,
+        object: ObjectRef,
+        observed: &Desired,
+        desired: Desired,
+        why_cleared: &str,
+    ) -> Vec<Action> {
+        if *observed == desired || self.expected.get(key) == Some(&desired) {
+            return Vec::new();
+        }
+        let mut actions = Vec::new();
+        // The Event compares with what the Service says (or what we last wrote to it).
+        let before = self
+            .expected
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| observed.clone());
+        let before = Desired {
+            ips: before
+                .ips
+                .into_iter()
+                .filter(|ip| !ip.is_unspecified())
+                .collect(),
+            ..before
+        };
+        if let Some(notice) = change_notice(&before, &desired, why_cleared)
+            && (notice.reason != "ClearAssignment" || !before.ips.is_empty())
+        {
+            tracing::info!(service = %key, reason = notice.reason, note = %notice.note, "service addresses changed");
+            actions.push(Action::Event { object, notice });
+        }
+        self.expected.insert(key.to_owned(), desired.clone());
+        actions.push(Action::ServiceStatus {
+            key: key.to_owned(),
+            desired,
+        });
+        actions
+    }
+
+    /// Sets the allocator's pools from the observed pool objects.
+    fn rebuild_pools_without_reconcile(&mut self) -> Vec<Action> {
+        let mut ordered: Vec<&IPAddressPool> = self.pools.values().collect();
+        ordered.sort_by(|a, b| {
+            (
+                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                &a.metadata.name,
+            )
+                .cmp(&(
+                    b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    &b.metadata.name,
+                ))
+        });
+        let mut problems = BTreeMap::new();
+        let mut parsed = Vec::new();
+        let mut good = BTreeMap::new();
+        for pool in ordered {
+            let name = pool.metadata.name.clone().unwrap_or_default();
+            let draining = pool.metadata.deletion_timestamp.is_some();
+            let spec = convert::pool_spec(pool).map(|mut s| {
+                s.draining = draining;
+                s
+            });
+            let result = spec
+                .clone()
+                .and_then(|s| Pool::parse(s).map_err(|e| e.to_string()));
+            match result {
+                Ok(p) => {
+                    if let Ok(s) = spec {
+                        good.insert(name.clone(), s);
+                    }
+                    parsed.push(p);
+                }
+                Err(message) => {
+                    problems.insert(
+                        name.clone(),
+                        PoolProblem {
+                            reason: "InvalidPool",
+                            message: message.clone(),
+                        },
+                    );
+                    // Keep serving the last spec that worked.
+                    if let Some(last) = self.last_good.get(&name).cloned() {
+                        let mut last = last;
+                        last.draining = draining;
+                        if let Ok(p) = Pool::parse(last.clone()) {
+                            good.insert(name.clone(), last);
+                            parsed.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        self.last_good = good;
+        let update = self.allocator.set_pools(parsed);
+        for (name, rejection) in update.rejected {
+            problems.entry(name).or_insert(PoolProblem {
+                reason: "PoolOverlapping",
+                message: rejection.to_string(),
+            });
+        }
+        for evicted in &update.evicted {
+            tracing::warn!(service = %evicted.key, pool = %evicted.pool, "addresses no longer in any pool; reassigning");
+        }
+        let mut actions = Vec::new();
+        for (name, problem) in &problems {
+            if self.problems.get(name) != Some(problem)
+                && let Some(pool) = self.pools.get(name)
+            {
+                tracing::warn!(pool = %name, reason = problem.reason, message = %problem.message, "pool not used");
+                actions.push(Action::Event {
+                    object: pool_ref(pool),
+                    notice: Notice {
+                        severity: Severity::Warning,
+                        reason: problem.reason,
+                        note: problem.message.clone(),
+                    },
+                });
+            }
+        }
+        self.problems = problems;
+        self.pools_dirty = true;
+        actions
+    }
+
+    /// Pool status and finalizer writes, when something changed since the last call. The
+    /// runtime calls this after each batch of events, so a burst of allocations costs one write
+    /// per pool, not one per allocation.
+    pub fn pool_actions(&mut self) -> Vec<Action> {
+        if !self.synced || !self.pools_dirty {
+            return Vec::new();
+        }
+        self.pools_dirty = false;
+        let mut actions = Vec::new();
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            let Some(pool) = self.pools.get(&name) else {
+                continue;
+            };
+            let status = self.pool_status(pool);
+            let current = pool.status.clone().unwrap_or_default();
+            let expected = self.expected_pool_status.get(&name);
+            if !same_status(&status, &current) && !expected.is_some_and(|e| same_status(e, &status))
+            {
+                self.expected_pool_status
+                    .insert(name.clone(), status.clone());
+                actions.push(Action::PoolStatus {
+                    name: name.clone(),
+                    status,
+                });
+            }
+            let finalizers = self.wanted_finalizers(pool);
+            if Some(&finalizers) != pool.metadata.finalizers.as_ref().or(Some(&Vec::new()))
+                && self.expected_finalizers.get(&name) != Some(&finalizers)
+            {
+                self.expected_finalizers
+                    .insert(name.clone(), finalizers.clone());
+                actions.push(Action::PoolFinalizer { name, finalizers });
+            }
+        }
+        actions
+    }
+
+    /// Every pool carries our finalizer until it is being deleted and no Service uses it.
+    fn wanted_finalizers(&self, pool: &IPAddressPool) -> Vec<String> {
+        let name = pool.metadata.name.as_deref().unwrap_or_default();
+        let mut list: Vec<String> = pool.metadata.finalizers.clone().unwrap_or_default();
+        let in_use = self.allocator.assignments_in_pool(name) > 0;
+        let keep = pool.metadata.deletion_timestamp.is_none() || in_use;
+        let has = list.iter().any(|f| f == POOL_FINALIZER);
+        if keep && !has {
+            list.push(POOL_FINALIZER.to_owned());
+        } else if !keep && has {
+            list.retain(|f| f != POOL_FINALIZER);
+        }
+        list
+    }
+
+    fn pool_status(&self, pool: &IPAddressPool) -> IPAddressPoolStatus {
+        let name = pool.metadata.name.as_deref().unwrap_or_default();
+        let stats = self.allocator.pool_stats(name).unwrap_or_default();
+        let generation = pool.metadata.generation;
+        let previous: Vec<Condition> = pool
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let condition = |type_: &str, status: &str, reason: &str, message: String| {
+            // Keep the transition time while the condition says the same.
+            let since = previous
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == status && c.reason == reason)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+            Condition {
+                type_: type_.to_owned(),
+                status: status.to_owned(),
+                reason: reason.to_owned(),
+                message,
+                observed_generation: generation,
+                last_transition_time: since,
+            }
+        };
+        let mut conditions = vec![match self.problems.get(name) {
+            Some(p) if self.allocator.pool_stats(name).is_none() => {
+                condition("Ready", "False", p.reason, p.message.clone())
+            }
+            Some(p) => condition(
+                "Ready",
+                "True",
+                "LastGoodSpecInUse",
+                format!("the current spec is not used: {}", p.message),
+            ),
+            None => condition(
+                "Ready",
+                "True",
+                "Accepted",
+                "addresses are handed out from this pool".into(),
+            ),
+        }];
+        if pool.metadata.deletion_timestamp.is_some() {
+            let users = self.allocator.assignments_in_pool(name);
+            conditions.push(condition(
+                "Deleting",
+                "True",
+                "InUse",
+                format!("{users} Service(s) still use addresses of this pool; it is deleted when none does, and gives out no new addresses"),
+            ));
+        }
+        IPAddressPoolStatus {
+            assigned_ipv4: saturate(stats.assigned_v4),
+            assigned_ipv6: saturate(stats.assigned_v6),
+            available_ipv4: saturate(stats.available_v4),
+            available_ipv6: saturate(stats.available_v6),
+            conditions,
+        }
+    }
+
+    /// The Services currently failing, with why (for tests and debugging).
+    pub fn failures(&self) -> &BTreeMap<String, String> {
+        &self.failures
+    }
+
+    /// Keys of Services with a write outstanding.
+    pub fn pending_writes(&self) -> BTreeSet<String> {
+        self.expected.keys().cloned().collect()
+    }
+}

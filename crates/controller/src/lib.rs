@@ -1,0 +1,136 @@
+//! ferrolb-controller: gives LoadBalancer Services addresses from IPAddressPools.
+//!
+//! ```text
+//! watches (Services, IPAddressPools, Namespaces) ─> engine (pure decisions, ipam allocator)
+//!                                                     └─> actions ─> runtime: status patches,
+//!                                                                    pool status, Events
+//! ```
+//!
+//! - [`convert`]: Kubernetes objects to allocator inputs.
+//! - [`decide`]: desired status, status patches and Events, as pure functions.
+//! - [`engine`]: the state machine that owns the allocator.
+//! - [`runtime`]: watches in, writes out (the only module that calls the API).
+//! - [`leader`]: Lease-based leader election; only the leader runs the runtime.
+//! - [`metrics`], [`http`]: Prometheus metrics and health endpoints.
+
+pub mod convert;
+pub mod decide;
+pub mod engine;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod runtime;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::Parser;
+
+/// Command-line flags; every flag has an environment fallback for the Helm chart.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ferrolb-controller",
+    about = "Assigns IPs from IPAddressPools to LoadBalancer Services"
+)]
+pub struct Args {
+    /// Namespace of the IPAddressPools (and of the leader Lease).
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = "ferrolb-system")]
+    pub namespace: String,
+    /// Handle only Services with this `spec.loadBalancerClass`; empty: only Services without one.
+    #[arg(long, env = "FERROLB_LB_CLASS", default_value = "")]
+    pub lb_class: String,
+    /// Elect a leader among replicas with a Lease; only the leader writes.
+    #[arg(long, env = "FERROLB_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
+    pub metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "FERROLB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// This replica's name, for the Lease and Events (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// Sets up logging as `--log-format` says; the level comes from `RUST_LOG` (default `info`).
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+///
+/// # Errors
+/// Start-up failures: no cluster access, the metrics address cannot be bound.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}")
+    })?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(metrics::Metrics::new(&mut registry));
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr)
+        })?;
+    let health = http::Health {
+        registry: Arc::new(registry),
+        ready: ready.clone(),
+    };
+    tokio::spawn(http::serve_on(listener, health));
+
+    let config = runtime::RuntimeConfig {
+        namespace: args.namespace.clone(),
+        lb_class: Some(args.lb_class.clone()).filter(|c| !c.is_empty()),
+        instance: args.identity.clone(),
+    };
+    tracing::info!(namespace = %args.namespace, lb_class = %args.lb_class, leader_elect = args.leader_elect, "ferrolb-controller starting");
+    let work = async {
+        if args.leader_elect {
+            leader::run_as_leader(client, &args, config, metrics, ready).await
+        } else {
+            metrics.is_leader.set(1);
+            runtime::run(client, config, metrics, ready).await
+        }
+    };
+    tokio::select! {
+        result = work => result,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
