@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use kube_lease_manager::LeaseManagerBuilder;
 
@@ -19,16 +20,21 @@ const LEASE_DURATION_SECONDS: u64 = 15;
 /// Seconds before expiry at which the holder renews.
 const LEASE_GRACE_SECONDS: u64 = 5;
 
-/// Runs the controller whenever this replica holds the lease.
+/// How long shutdown waits for the lease to be released.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Runs the controller whenever this replica holds the lease, until `shutdown` resolves; then
+/// releases the lease (waiting at most a few seconds) so a successor takes over at once.
 ///
 /// # Errors
-/// When the lease manager cannot be created.
+/// When the lease manager cannot be created or stops.
 pub async fn run_as_leader(
     client: kube::Client,
     args: &Args,
     config: RuntimeConfig,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let identity = args
         .identity
@@ -47,7 +53,29 @@ pub async fn run_as_leader(
                 args.namespace
             )
         })?;
-    let (mut leading, _task) = manager.watch().await;
+    let (leading, task) = manager.watch().await;
+    let result = tokio::select! {
+        result = lead(leading, client, &identity, config, metrics.clone(), ready) => result,
+        () = shutdown => Ok(()),
+    };
+    // `lead` is dropped, and with it the channel: the lease manager releases the lease.
+    metrics.is_leader.set(0);
+    if tokio::time::timeout(RELEASE_TIMEOUT, task).await.is_err() {
+        tracing::warn!("lease not released in time; the successor waits for it to expire");
+    } else {
+        tracing::info!("leader lease released");
+    }
+    result
+}
+
+async fn lead(
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    client: kube::Client,
+    identity: &str,
+    config: RuntimeConfig,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     // A standby is ready: it serves nothing until it leads, and readiness gates rollouts.
     ready.store(true, Ordering::Relaxed);
     loop {

@@ -96,16 +96,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         instance: args.identity.clone(),
     };
     tracing::info!(namespace = %args.namespace, lb_class = %args.lb_class, leader_elect = args.leader_elect, "ferrolb-controller starting");
-    let work = async {
-        if args.leader_elect {
-            leader::run_as_leader(client, &args, config, metrics, ready).await
-        } else {
-            metrics.is_leader.set(1);
-            runtime::run(client, config, metrics, ready).await
-        }
-    };
+    if args.leader_elect {
+        return leader::run_as_leader(client, &args, config, metrics, ready, async {
+            shutdown_signal().await;
+            tracing::info!("shutting down: releasing the leader lease");
+        })
+        .await;
+    }
+    metrics.is_leader.set(1);
     tokio::select! {
-        result = work => result,
+        result = runtime::run(client, config, metrics, ready) => result,
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())

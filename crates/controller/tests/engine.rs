@@ -95,7 +95,10 @@ fn started(pools: &[IPAddressPool], services: &[Service]) -> (Engine, Vec<Action
         assert!(e.apply_pool(p.clone()).is_empty());
     }
     for s in services {
-        assert!(e.apply_service(s.clone()).is_empty(), "nothing is decided before start");
+        assert!(
+            e.apply_service(s.clone()).is_empty(),
+            "nothing is decided before start"
+        );
     }
     let actions = e.start();
     (e, actions)
@@ -117,31 +120,51 @@ fn a_new_service_gets_one_status_write_and_one_event() {
     assert_eq!(writes.len(), 1);
     assert_eq!(ips(&writes[0].1), ["192.0.2.0"]);
     assert_eq!(writes[0].1.pool.as_deref(), Some("lan"));
-    assert_eq!(events(&actions).iter().map(|(r, _)| *r).collect::<Vec<_>>(), ["IPAllocated"]);
+    assert_eq!(
+        events(&actions).iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        ["IPAllocated"]
+    );
     // A repeated event for the unchanged object before the write lands changes nothing.
     assert!(status_writes(&e.apply_service(svc("web", json!({})))).is_empty());
     // Neither does the write coming back through the watch.
-    assert!(e.apply_service(written(svc("web", json!({})), &writes[0].1)).is_empty());
+    assert!(
+        e.apply_service(written(svc("web", json!({})), &writes[0].1))
+            .is_empty()
+    );
 }
 
 #[test]
 fn a_restart_keeps_every_ip_even_where_new_allocation_would_pick_another() {
-    let holder = svc("b", json!({
-        "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}},
-        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.5", "ipMode": "VIP"}]}},
-    }));
+    let holder = svc(
+        "b",
+        json!({
+            "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.5", "ipMode": "VIP"}]}},
+        }),
+    );
     let (_, actions) = started(&[pool("lan", &["192.0.2.0/29"], T0)], &[holder]);
-    assert!(actions.iter().all(|a| !matches!(a, Action::ServiceStatus { .. })), "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .all(|a| !matches!(a, Action::ServiceStatus { .. })),
+        "{actions:?}"
+    );
 }
 
 #[test]
 fn existing_assignments_are_restored_before_anything_new_is_allocated() {
     // "a" sorts first and has no IP; "b" already holds the lowest address.
-    let holder = svc("b", json!({
-        "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}},
-        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.0", "ipMode": "VIP"}]}},
-    }));
-    let (_, actions) = started(&[pool("lan", &["192.0.2.0/29"], T0)], &[svc("a", json!({})), holder]);
+    let holder = svc(
+        "b",
+        json!({
+            "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.0", "ipMode": "VIP"}]}},
+        }),
+    );
+    let (_, actions) = started(
+        &[pool("lan", &["192.0.2.0/29"], T0)],
+        &[svc("a", json!({})), holder],
+    );
     let writes = status_writes(&actions);
     assert_eq!(writes.len(), 1);
     assert_eq!(writes[0].0, "default/a");
@@ -150,13 +173,23 @@ fn existing_assignments_are_restored_before_anything_new_is_allocated() {
 
 #[test]
 fn a_service_of_another_class_is_never_written() {
-    let other = svc("x", json!({
-        "metadata": {"annotations": {"ferrolb.io/loadBalancerIPs": "192.0.2.1"}},
-        "spec": {"loadBalancerClass": "example.com/other"},
-        "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}},
-    }));
-    let (mut e, actions) = started(&[pool("lan", &["192.0.2.0/29"], T0)], &[other.clone()]);
-    assert!(actions.iter().all(|a| !matches!(a, Action::ServiceStatus { .. } | Action::Event { .. })));
+    let other = svc(
+        "x",
+        json!({
+            "metadata": {"annotations": {"ferrolb.io/loadBalancerIPs": "192.0.2.1"}},
+            "spec": {"loadBalancerClass": "example.com/other"},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}},
+        }),
+    );
+    let (mut e, actions) = started(
+        &[pool("lan", &["192.0.2.0/29"], T0)],
+        std::slice::from_ref(&other),
+    );
+    assert!(
+        actions
+            .iter()
+            .all(|a| !matches!(a, Action::ServiceStatus { .. } | Action::Event { .. }))
+    );
     assert!(e.apply_service(other).is_empty());
 }
 
@@ -170,7 +203,11 @@ fn a_requested_ip_outside_every_pool_fails_once_and_clears_our_ip() {
     let bad: Service = serde_json::from_value(bad).unwrap();
     let actions = e.apply_service(bad.clone());
     let ev = events(&actions);
-    assert!(ev.iter().any(|(r, note)| *r == "AllocationFailed" && note.contains("198.51.100.7")), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|(r, note)| *r == "AllocationFailed" && note.contains("198.51.100.7")),
+        "{ev:?}"
+    );
     let writes = status_writes(&actions);
     assert_eq!(writes.len(), 1);
     assert!(writes[0].1.ips.is_empty(), "our IP is cleared");
@@ -189,7 +226,11 @@ fn a_foreign_writer_flipping_the_requested_ip_costs_at_most_one_write_per_change
     let mut changes = 0;
     for i in 0..20 {
         let mut v = serde_json::to_value(&current).unwrap();
-        v["spec"]["loadBalancerIP"] = json!(if i % 2 == 0 { "192.0.2.3" } else { "198.51.100.7" });
+        v["spec"]["loadBalancerIP"] = json!(if i % 2 == 0 {
+            "192.0.2.3"
+        } else {
+            "198.51.100.7"
+        });
         current = serde_json::from_value(v).unwrap();
         changes += 1;
         let actions = e.apply_service(current.clone());
@@ -211,7 +252,11 @@ fn an_exhausted_pool_is_named_and_the_waiting_service_gets_the_freed_ip() {
     e.apply_service(svc("b", json!({})));
     let actions = e.apply_service(svc("c", json!({})));
     let ev = events(&actions);
-    assert!(ev.iter().any(|(r, note)| *r == "AllocationFailed" && note.contains("tiny")), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|(r, note)| *r == "AllocationFailed" && note.contains("tiny")),
+        "{ev:?}"
+    );
     assert!(e.failures().contains_key("default/c"));
     let actions = e.delete_service("default/a");
     let writes = status_writes(&actions);
@@ -225,7 +270,11 @@ fn an_overlapping_newer_pool_is_refused_visibly_and_not_used() {
     let (mut e, _) = started(&[pool("old", &["192.0.2.0/29"], T0)], &[]);
     let actions = e.apply_pool(pool("new", &["192.0.2.4/30"], T1));
     let ev = events(&actions);
-    assert!(ev.iter().any(|(r, note)| *r == "PoolOverlapping" && note.contains("old")), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|(r, note)| *r == "PoolOverlapping" && note.contains("old")),
+        "{ev:?}"
+    );
     let statuses: Vec<_> = e
         .pool_actions()
         .into_iter()
@@ -249,7 +298,9 @@ fn shrinking_a_pool_moves_the_service_with_an_ip_reassigned_event() {
     let actions = e.apply_pool(pool("lan", &["192.0.2.4/30"], T0));
     let ev = events(&actions);
     assert!(
-        ev.iter().any(|(r, note)| *r == "IPReassigned" && note.contains("192.0.2.0") && note.contains("192.0.2.4")),
+        ev.iter().any(|(r, note)| *r == "IPReassigned"
+            && note.contains("192.0.2.0")
+            && note.contains("192.0.2.4")),
         "{ev:?}"
     );
 }
@@ -260,20 +311,51 @@ fn a_deleted_pool_in_use_is_held_until_no_service_uses_it() {
     let w = status_writes(&e.apply_service(svc("web", json!({}))));
     e.apply_service(written(svc("web", json!({})), &w[0].1));
     let mut deleting = pool("lan", &["192.0.2.0/29"], T0);
-    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-01-03T00:00:00Z".parse().unwrap()));
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-03T00:00:00Z".parse().unwrap(),
+        ));
     let actions = e.apply_pool(deleting);
-    assert!(status_writes(&actions).is_empty(), "the Service keeps its IP while the pool drains");
+    assert!(
+        status_writes(&actions).is_empty(),
+        "the Service keeps its IP while the pool drains"
+    );
     let pool_actions = e.pool_actions();
-    assert!(!pool_actions.iter().any(|a| matches!(a, Action::PoolFinalizer { .. })), "finalizer kept: {pool_actions:?}");
-    let status = pool_actions.iter().find_map(|a| match a { Action::PoolStatus { status, .. } => Some(status), _ => None }).unwrap();
-    assert!(status.conditions.iter().any(|c| c.type_ == "Deleting" && c.message.starts_with("1 Service")));
+    assert!(
+        !pool_actions
+            .iter()
+            .any(|a| matches!(a, Action::PoolFinalizer { .. })),
+        "finalizer kept: {pool_actions:?}"
+    );
+    let status = pool_actions
+        .iter()
+        .find_map(|a| match a {
+            Action::PoolStatus { status, .. } => Some(status),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Deleting" && c.message.starts_with("1 Service"))
+    );
     // A new Service gets nothing from it.
     let actions = e.apply_service(svc("late", json!({})));
-    assert!(events(&actions).iter().any(|(r, _)| *r == "AllocationFailed"));
+    assert!(
+        events(&actions)
+            .iter()
+            .any(|(r, _)| *r == "AllocationFailed")
+    );
     // The last user goes: the finalizer is removed.
     e.delete_service("default/web");
     let actions = e.pool_actions();
-    assert!(actions.iter().any(|a| matches!(a, Action::PoolFinalizer { finalizers, .. } if finalizers.is_empty())), "{actions:?}");
+    assert!(
+        actions.iter().any(
+            |a| matches!(a, Action::PoolFinalizer { finalizers, .. } if finalizers.is_empty())
+        ),
+        "{actions:?}"
+    );
 }
 
 #[test]
@@ -298,9 +380,15 @@ fn pool_status_counts_follow_allocations_and_are_written_once_per_batch() {
     for name in ["a", "b", "c"] {
         e.apply_service(svc(name, json!({})));
     }
-    let statuses: Vec<_> = e.pool_actions().into_iter().filter(|a| matches!(a, Action::PoolStatus { .. })).collect();
+    let statuses: Vec<_> = e
+        .pool_actions()
+        .into_iter()
+        .filter(|a| matches!(a, Action::PoolStatus { .. }))
+        .collect();
     assert_eq!(statuses.len(), 1);
-    let Action::PoolStatus { status, .. } = &statuses[0] else { unreachable!() };
+    let Action::PoolStatus { status, .. } = &statuses[0] else {
+        unreachable!()
+    };
     assert_eq!((status.assigned_ipv4, status.available_ipv4), (3, 5));
     assert!(e.pool_actions().is_empty(), "nothing new to write");
 }
@@ -308,7 +396,13 @@ fn pool_status_counts_follow_allocations_and_are_written_once_per_batch() {
 #[test]
 fn warnings_are_warnings() {
     let (mut e, _) = started(&[pool("lan", &["192.0.2.0/29"], T0)], &[]);
-    let actions = e.apply_service(svc("web", json!({"metadata": {"annotations": {"ferrolb.io/address-pool": "nope"}}})));
-    let warning = actions.iter().find_map(|a| match a { Action::Event { notice, .. } => Some(notice.severity), _ => None });
+    let actions = e.apply_service(svc(
+        "web",
+        json!({"metadata": {"annotations": {"ferrolb.io/address-pool": "nope"}}}),
+    ));
+    let warning = actions.iter().find_map(|a| match a {
+        Action::Event { notice, .. } => Some(notice.severity),
+        _ => None,
+    });
     assert_eq!(warning, Some(Severity::Warning));
 }

@@ -3,8 +3,8 @@
 //! is ambiguous to a router (a namespace's subresource or a namespaced collection).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -30,6 +30,31 @@ pub struct App {
     pub store: Arc<Store>,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// Which listener this router serves (tests give each client its own).
+    pub listener: usize,
+    /// Every write request, for tests that count who wrote what.
+    pub audit: Arc<Mutex<Vec<WriteRecord>>>,
+}
+
+/// One write request as it arrived.
+#[derive(Debug, Clone)]
+pub struct WriteRecord {
+    /// When it arrived.
+    pub at: Instant,
+    /// The listener it came through.
+    pub listener: usize,
+    /// `?fieldManager=` or the client's user agent.
+    pub manager: String,
+    /// HTTP method.
+    pub method: String,
+    /// `plural.group` of the target.
+    pub resource: String,
+    /// Namespace of the target.
+    pub namespace: String,
+    /// Name of the target (empty for creates).
+    pub name: String,
+    /// `status` for the status subresource, else empty.
+    pub subresource: &'static str,
 }
 
 /// The router serving the whole API.
@@ -359,6 +384,26 @@ async fn handle_inner(
         .get("fieldManager")
         .cloned()
         .unwrap_or_else(|| user_agent_manager(headers));
+    if *method != Method::GET {
+        let record = WriteRecord {
+            at: Instant::now(),
+            listener: app.listener,
+            manager: manager.clone(),
+            method: method.to_string(),
+            resource: rt.qualified(),
+            namespace: ns.clone(),
+            name: target.name.clone().unwrap_or_default(),
+            subresource: if target.subresource == Subresource::Status {
+                "status"
+            } else {
+                ""
+            },
+        };
+        app.audit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(record);
+    }
     match (method.clone(), target.name.clone()) {
         (Method::GET, None) => {
             let options = list_options(&rt, params)?;

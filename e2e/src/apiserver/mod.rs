@@ -46,8 +46,13 @@ impl Default for ServerConfig {
 pub struct ApiServer {
     addr: SocketAddr,
     store: Arc<Store>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    config: ServerConfig,
+    audit: Arc<std::sync::Mutex<Vec<WriteRecord>>>,
+    listeners: usize,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
+
+pub use http::WriteRecord;
 
 impl ApiServer {
     /// Binds and starts serving on the current tokio runtime.
@@ -56,26 +61,59 @@ impl ApiServer {
     /// When the address cannot be bound or the config is invalid.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
         let store = Arc::new(Store::new(&config.store).map_err(anyhow::Error::msg)?);
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let mut server = Self {
+            addr: config.listen,
+            store,
+            config: config.clone(),
+            audit: Arc::default(),
+            listeners: 0,
+            shutdown,
+        };
+        server.addr = server.serve(config.listen).await?;
+        Ok(server)
+    }
+
+    async fn serve(&mut self, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let app = http::App {
-            store: store.clone(),
-            bookmark_interval: config.bookmark_interval,
+            store: self.store.clone(),
+            bookmark_interval: self.config.bookmark_interval,
+            listener: self.listeners,
+            audit: self.audit.clone(),
         };
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.listeners += 1;
+        let mut stopped = self.shutdown.subscribe();
         tokio::spawn(async move {
-            let serve = axum::serve(listener, http::router(app)).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
+            let serve =
+                axum::serve(listener, http::router(app)).with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "test API server stopped");
             }
         });
-        Ok(Self {
-            addr,
-            store,
-            shutdown: Some(shutdown),
-        })
+        Ok(addr)
+    }
+
+    /// Opens another loopback port onto the same store, so a test can tell two clients' writes
+    /// apart ([`WriteRecord::listener`]). Returns its URL; listener numbers count from 0 (the
+    /// first port).
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn add_listener(&mut self) -> anyhow::Result<String> {
+        let addr = self.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        Ok(format!("http://{addr}"))
+    }
+
+    /// Every write request so far.
+    pub fn writes(&self) -> Vec<WriteRecord> {
+        self.audit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The address it listens on.
@@ -109,9 +147,7 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        let _ = self.shutdown.send(true);
     }
 }
 
