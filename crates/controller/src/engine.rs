@@ -83,12 +83,42 @@ struct PoolProblem {
     message: String,
 }
 
+/// The parts of a Service the engine decides on.
+#[derive(Debug, Clone)]
+struct ServiceView {
+    object: ObjectRef,
+    namespace: String,
+    ownership: Ownership,
+    deleting: bool,
+    /// The allocator request, without namespace labels (filled in at decision time, as the
+    /// Namespace may change on its own).
+    request: Result<ferrolb_ipam::ServiceRequest, String>,
+    observed: Desired,
+    status_ips: Vec<std::net::IpAddr>,
+}
+
+impl ServiceView {
+    fn new(svc: &Service, lb_class: Option<&str>) -> Self {
+        Self {
+            object: service_ref(svc),
+            namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+            ownership: convert::ownership(svc, lb_class),
+            deleting: svc.metadata.deletion_timestamp.is_some(),
+            request: convert::request(svc, &BTreeMap::new()).map_err(|e| e.to_string()),
+            observed: Desired::observed(svc),
+            status_ips: convert::status_ips(svc),
+        }
+    }
+}
+
 /// The controller's memory between events.
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
     allocator: Allocator,
-    services: BTreeMap<String, Service>,
+    /// What decisions need of each Service, extracted once per change (a full `Service` is
+    /// several times larger, and 10,000 of them add up).
+    services: BTreeMap<String, ServiceView>,
     pools: BTreeMap<String, IPAddressPool>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Last spec of each pool that parsed, used while an edit makes it unparseable, so a typo
@@ -223,18 +253,14 @@ impl Engine {
         // Services would give.
         let keys: Vec<String> = self.services.keys().cloned().collect();
         for key in &keys {
-            let Some(svc) = self.services.get(key) else {
+            let Some(view) = self.services.get(key) else {
                 continue;
             };
-            if convert::ownership(svc, self.config.lb_class.as_deref()) != Ownership::Ours {
+            if view.ownership != Ownership::Ours || view.status_ips.is_empty() {
                 continue;
             }
-            let ips = convert::status_ips(svc);
-            if ips.is_empty() {
-                continue;
-            }
-            let ns_labels = self.namespace_labels(svc);
-            if let Ok(req) = convert::request(svc, &ns_labels)
+            let ips = view.status_ips.clone();
+            if let Ok(req) = self.request_for(view)
                 && let Err(e) = self.allocator.restore(&req, &ips)
             {
                 tracing::warn!(service = %key, error = %e, "existing assignment cannot be kept; reallocating");
@@ -244,26 +270,25 @@ impl Engine {
         actions
     }
 
-    fn namespace_labels(&self, svc: &Service) -> BTreeMap<String, String> {
-        svc.metadata
-            .namespace
-            .as_ref()
-            .and_then(|ns| self.namespaces.get(ns))
+    /// The Service's request with its Namespace's current labels.
+    fn request_for(&self, view: &ServiceView) -> Result<ferrolb_ipam::ServiceRequest, String> {
+        let mut req = view.request.clone()?;
+        req.namespace_labels = self
+            .namespaces
+            .get(&view.namespace)
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        Ok(req)
     }
 
     /// A Service was created or changed.
     pub fn apply_service(&mut self, svc: Service) -> Vec<Action> {
         let key = convert::service_key(&svc);
-        if self
-            .expected
-            .get(&key)
-            .is_some_and(|e| *e == Desired::observed(&svc))
-        {
+        let view = ServiceView::new(&svc, self.config.lb_class.as_deref());
+        if self.expected.get(&key).is_some_and(|e| *e == view.observed) {
             self.expected.remove(&key);
         }
-        self.services.insert(key.clone(), svc);
+        self.services.insert(key.clone(), view);
         if !self.synced {
             return Vec::new();
         }
@@ -410,12 +435,12 @@ impl Engine {
 
     /// Decides one Service.
     fn reconcile(&mut self, key: &str) -> Vec<Action> {
-        let Some(svc) = self.services.get(key) else {
+        let Some(view) = self.services.get(key) else {
             return Vec::new();
         };
-        let observed = Desired::observed(svc);
-        let object = service_ref(svc);
-        match convert::ownership(svc, self.config.lb_class.as_deref()) {
+        let observed = view.observed.clone();
+        let object = view.object.clone();
+        match view.ownership {
             Ownership::OtherClass => {
                 // Not ours: forget it, write nothing, whatever it carries.
                 self.pools_dirty |= self.allocator.release(key).is_some();
@@ -440,13 +465,12 @@ impl Engine {
                 }
             }
             Ownership::Ours => {
-                if svc.metadata.deletion_timestamp.is_some() {
+                if view.deleting {
                     // Keep the address until the Service is really gone.
                     return Vec::new();
                 }
-                let ns_labels = self.namespace_labels(svc);
-                let outcome = convert::request(svc, &ns_labels)
-                    .map_err(|e| e.to_string())
+                let outcome = self
+                    .request_for(view)
                     .and_then(|req| self.allocator.allocate(&req).map_err(|e| e.to_string()));
                 self.pools_dirty = true;
                 match outcome {

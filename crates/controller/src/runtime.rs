@@ -13,6 +13,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
@@ -28,6 +29,8 @@ use crate::metrics::{Metrics, PoolLabel, ResultLabel};
 const MAX_CONCURRENT_WRITES: usize = 32;
 /// Wait before writing again after a failed write.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Events per recorder before a fresh one (see `Executor::recorder`).
+const RECORDER_EVENTS: usize = 500;
 
 /// What the runtime needs to know.
 #[derive(Debug, Clone)]
@@ -72,6 +75,8 @@ struct Executor {
     client: Client,
     namespace: String,
     recorder: Recorder,
+    reporter: Reporter,
+    published: usize,
     metrics: Arc<Metrics>,
     running: FuturesUnordered<BoxFuture<'static, Done>>,
     busy: HashSet<String>,
@@ -126,10 +131,26 @@ impl Executor {
         self.start_ready();
     }
 
-    fn perform(&self, key: String, action: Action) -> BoxFuture<'static, Done> {
+    /// The recorder for the next Event. kube's recorder remembers every Event it published in
+    /// the last six minutes (to count repeats as a series); ferrolb publishes an Event only when
+    /// something changes, so a fresh recorder every few hundred Events loses nothing and keeps a
+    /// 10,000-Service start-up from holding 10,000 Events in memory.
+    fn recorder(&mut self) -> Recorder {
+        self.published += 1;
+        if self.published % RECORDER_EVENTS == 0 {
+            self.recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        }
+        self.recorder.clone()
+    }
+
+    fn perform(&mut self, key: String, action: Action) -> BoxFuture<'static, Done> {
         let client = self.client.clone();
         let namespace = self.namespace.clone();
-        let recorder = self.recorder.clone();
+        let recorder = if matches!(action, Action::Event { .. }) {
+            Some(self.recorder())
+        } else {
+            None
+        };
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let params = PatchParams::default();
@@ -200,6 +221,9 @@ impl Executor {
                         secondary: None,
                     };
                     // An Event that cannot be published is logged; it never blocks a write.
+                    let Some(recorder) = recorder else {
+                        return (key, Ok(()));
+                    };
                     if let Err(e) = recorder.publish(&event, &object_reference(object)).await {
                         tracing::warn!(error = %e, reason = notice.reason, "could not publish Event");
                     }
@@ -273,17 +297,16 @@ pub async fn run(
     let mut engine = Engine::new(EngineConfig {
         lb_class: config.lb_class.clone(),
     });
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "ferrolb-controller".into(),
-            instance: config.instance.clone(),
-        },
-    );
+    let reporter = Reporter {
+        controller: "ferrolb-controller".into(),
+        instance: config.instance.clone(),
+    };
     let mut exec = Executor {
         client: client.clone(),
         namespace: config.namespace.clone(),
-        recorder,
+        recorder: Recorder::new(client.clone(), reporter.clone()),
+        reporter,
+        published: 0,
         metrics: metrics.clone(),
         running: FuturesUnordered::new(),
         busy: HashSet::new(),
@@ -292,6 +315,7 @@ pub async fn run(
         events_seq: 0,
     };
     let cfg = watcher::Config::default();
+    // Backoff on watch errors: without it a lost apiserver would be retried in a tight loop.
     let services = watcher::watcher(
         Api::<DeserializeGuard<Service>>::all(client.clone()),
         cfg.clone(),
@@ -463,6 +487,15 @@ async fn handle_services(
                 .collect();
             gone.iter().flat_map(|k| engine.delete_service(k)).collect()
         }
+    }
+}
+
+/// Drops what the engine never reads but would keep for every object: field ownership records
+/// and kubectl's copy of the last applied manifest are most of a typical object's size.
+fn slim(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
