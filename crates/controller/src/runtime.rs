@@ -137,7 +137,7 @@ impl Executor {
     /// 10,000-Service start-up from holding 10,000 Events in memory.
     fn recorder(&mut self) -> Recorder {
         self.published += 1;
-        if self.published % RECORDER_EVENTS == 0 {
+        if self.published.is_multiple_of(RECORDER_EVENTS) {
             self.recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         }
         self.recorder.clone()
@@ -320,6 +320,7 @@ pub async fn run(
         Api::<DeserializeGuard<Service>>::all(client.clone()),
         cfg.clone(),
     )
+    .default_backoff()
     .map(|e| {
         e.map_or_else(
             |e| Input::WatchError("services", e),
@@ -330,18 +331,21 @@ pub async fn run(
         Api::<DeserializeGuard<IPAddressPool>>::namespaced(client.clone(), &config.namespace),
         cfg.clone(),
     )
+    .default_backoff()
     .map(|e| {
         e.map_or_else(
             |e| Input::WatchError("ipaddresspools", e),
             |e| Input::Pool(Box::new(e)),
         )
     });
-    let namespaces = watcher::watcher(Api::<Namespace>::all(client.clone()), cfg).map(|e| {
-        e.map_or_else(
-            |e| Input::WatchError("namespaces", e),
-            |e| Input::Namespace(Box::new(e)),
-        )
-    });
+    let namespaces = watcher::watcher(Api::<Namespace>::all(client.clone()), cfg)
+        .default_backoff()
+        .map(|e| {
+            e.map_or_else(
+                |e| Input::WatchError("namespaces", e),
+                |e| Input::Namespace(Box::new(e)),
+            )
+        });
     let mut inputs =
         futures::stream::select_all([services.boxed(), pools.boxed(), namespaces.boxed()]);
     let (mut svc_relist, mut pool_relist, mut ns_relist) =
@@ -457,10 +461,11 @@ async fn handle_services(
         }
         Event::InitApply(DeserializeGuard(obj)) | Event::Apply(DeserializeGuard(obj)) => {
             match obj {
-                Ok(svc) => {
+                Ok(mut svc) => {
                     if let Some(seen) = relist.seen.as_mut() {
                         seen.insert(service_key(&svc));
                     }
+                    slim(&mut svc.metadata);
                     engine.apply_service(svc)
                 }
                 Err(invalid) => {
@@ -516,10 +521,11 @@ async fn handle_pools(
         }
         Event::InitApply(DeserializeGuard(obj)) | Event::Apply(DeserializeGuard(obj)) => {
             match obj {
-                Ok(pool) => {
+                Ok(mut pool) => {
                     if let Some(seen) = relist.seen.as_mut() {
                         seen.insert(pool.name_any());
                     }
+                    slim(&mut pool.metadata);
                     engine.apply_pool(pool)
                 }
                 Err(invalid) => {

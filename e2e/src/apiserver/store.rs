@@ -407,6 +407,16 @@ impl Store {
         })
     }
 
+    /// Counts the objects of a type for which `f` holds, without copying them: for tests and
+    /// benchmarks that poll a large store.
+    pub fn count(&self, rt: &ResourceType, f: impl Fn(&Value) -> bool) -> usize {
+        let state = self.lock();
+        state
+            .objects
+            .get(&rt.storage_key())
+            .map_or(0, |bucket| bucket.values().filter(|o| f(o)).count())
+    }
+
     /// Creates an object.
     ///
     /// # Errors
