@@ -1,0 +1,91 @@
+//! The `ferrolb-controller` binary as an operator runs it: kubeconfig from the environment,
+//! metrics and health on its port, leader lease, clean SIGTERM.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// A workspace binary next to this test's executable (cargo builds every bin for the tests).
+fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built: run `cargo build --workspace` first", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm() {
+    let server = server().await;
+    create(&server, "ferrolb.io", "v1beta1", "ipaddresspools", "ferrolb-system", pool("v6", &["2001:db8:1::/120"]));
+    create(&server, "", "v1", "services", "default", lb_service("web", json!({})));
+    let dir = std::env::temp_dir().join(format!("ferrolb-ctl-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let port = free_port();
+    let mut child = tokio::process::Command::new(workspace_bin("ferrolb-controller"))
+        .args(["--namespace", "ferrolb-system", "--metrics-addr", &format!("127.0.0.1:{port}"), "--log-format", "json"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAME", "controller-0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    eventually(Duration::from_secs(30), "the binary to assign an IP", || ingress(&server, "default", "web").into_iter().next()).await;
+    let (code, _) = http_get(port, "/readyz").await;
+    assert_eq!(code, 200);
+    let (code, metrics) = http_get(port, "/metrics").await;
+    assert_eq!(code, 200);
+    for name in [
+        "ferrolb_allocator_addresses_in_use_total{pool=\"v6\"} 1",
+        "ferrolb_allocator_addresses_total{pool=\"v6\"} 256",
+        "ferrolb_controller_is_leader 1",
+        "ferrolb_controller_config_loaded 1",
+        "ferrolb_k8s_client_updates_total",
+        "ferrolb_controller_reconcile_total{result=\"success\"}",
+        "ferrolb_controller_reconcile_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+
+    let lease = server.store().resource("coordination.k8s.io", "v1", "leases").unwrap();
+    let held = server.store().get(&lease, "ferrolb-system", "ferrolb-controller").unwrap();
+    assert_eq!(held["spec"]["holderIdentity"], "controller-0");
+
+    let pid = child.id().unwrap();
+    let sent = Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exits within 5 s after SIGTERM").unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    let released = server.store().get(&lease, "ferrolb-system", "ferrolb-controller").unwrap();
+    assert!(released["spec"]["holderIdentity"].is_null(), "lease released: {released}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
