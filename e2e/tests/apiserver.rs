@@ -13,7 +13,7 @@ use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Discovery, ResourceExt};
+use kube::{Client, Discovery, Resource, ResourceExt};
 use serde_json::json;
 
 async fn start(config: ServerConfig) -> (ApiServer, Client) {
@@ -595,4 +595,54 @@ async fn leases_and_namespaces_behave() {
         .unwrap();
     assert_eq!(api_code(&cms.get("x").await.unwrap_err()).0, 404);
     assert_eq!(api_code(&namespaces.get("gone").await.unwrap_err()).0, 404);
+}
+
+#[tokio::test]
+async fn events_from_the_new_api_show_in_the_core_api_as_kubectl_describe_reads_them() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let (_s, client) = server().await;
+    let api: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = api
+        .create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "ferrolb-controller".into(),
+            instance: None,
+        },
+    );
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "IPAllocated".into(),
+        note: Some("assigned IP [192.0.2.1] from pool lan".into()),
+        action: "Allocate".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &svc.object_ref(&()))
+        .await
+        .unwrap();
+    recorder
+        .publish(&event, &svc.object_ref(&()))
+        .await
+        .unwrap();
+    let core: Api<CoreEvent> = Api::namespaced(client, "default");
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=web,involvedObject.kind=Service"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1, "the repeat is a series on one Event");
+    let e = &listed.items[0];
+    assert_eq!(
+        e.message.as_deref(),
+        Some("assigned IP [192.0.2.1] from pool lan")
+    );
+    assert_eq!(e.reason.as_deref(), Some("IPAllocated"));
+    assert_eq!(
+        e.source.as_ref().and_then(|s| s.component.as_deref()),
+        Some("ferrolb-controller")
+    );
 }

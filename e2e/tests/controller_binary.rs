@@ -15,12 +15,20 @@ fn workspace_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let path = dir.join(name);
-    assert!(path.exists(), "{} is not built: run `cargo build --workspace` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        path.display()
+    );
     path
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn http_get(port: u16, path: &str) -> (u16, String) {
@@ -29,27 +37,55 @@ async fn http_get(port: u16, path: &str) -> (u16, String) {
         return (0, String::new());
     };
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).await.unwrap();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (code, text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm() {
     let server = server().await;
-    create(&server, "ferrolb.io", "v1beta1", "ipaddresspools", "ferrolb-system", pool("v6", &["2001:db8:1::/120"]));
-    create(&server, "", "v1", "services", "default", lb_service("web", json!({})));
+    create(
+        &server,
+        "ferrolb.io",
+        "v1beta1",
+        "ipaddresspools",
+        "ferrolb-system",
+        pool("v6", &["2001:db8:1::/120"]),
+    );
+    create(
+        &server,
+        "",
+        "v1",
+        "services",
+        "default",
+        lb_service("web", json!({})),
+    );
     let dir = std::env::temp_dir().join(format!("ferrolb-ctl-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
     let port = free_port();
     let mut child = tokio::process::Command::new(workspace_bin("ferrolb-controller"))
-        .args(["--namespace", "ferrolb-system", "--metrics-addr", &format!("127.0.0.1:{port}"), "--log-format", "json"])
+        .args([
+            "--namespace",
+            "ferrolb-system",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
         .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAME", "controller-0")
         .stdout(Stdio::null())
@@ -58,7 +94,12 @@ async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm()
         .spawn()
         .unwrap();
 
-    eventually(Duration::from_secs(30), "the binary to assign an IP", || ingress(&server, "default", "web").into_iter().next()).await;
+    eventually(
+        Duration::from_secs(30),
+        "the binary to assign an IP",
+        || ingress(&server, "default", "web").into_iter().next(),
+    )
+    .await;
     let (code, _) = http_get(port, "/readyz").await;
     assert_eq!(code, 200);
     let (code, metrics) = http_get(port, "/metrics").await;
@@ -75,17 +116,35 @@ async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm()
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
 
-    let lease = server.store().resource("coordination.k8s.io", "v1", "leases").unwrap();
-    let held = server.store().get(&lease, "ferrolb-system", "ferrolb-controller").unwrap();
+    let lease = server
+        .store()
+        .resource("coordination.k8s.io", "v1", "leases")
+        .unwrap();
+    let held = server
+        .store()
+        .get(&lease, "ferrolb-system", "ferrolb-controller")
+        .unwrap();
     assert_eq!(held["spec"]["holderIdentity"], "controller-0");
 
     let pid = child.id().unwrap();
     let sent = Instant::now();
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exits within 5 s after SIGTERM").unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits within 5 s after SIGTERM")
+        .unwrap();
     assert!(status.success(), "clean exit: {status:?}");
     assert!(sent.elapsed() < Duration::from_secs(5));
-    let released = server.store().get(&lease, "ferrolb-system", "ferrolb-controller").unwrap();
-    assert!(released["spec"]["holderIdentity"].is_null(), "lease released: {released}");
+    let released = server
+        .store()
+        .get(&lease, "ferrolb-system", "ferrolb-controller")
+        .unwrap();
+    assert!(
+        released["spec"]["holderIdentity"].is_null(),
+        "lease released: {released}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -41,8 +41,13 @@ fn list(kind: &str, api_version: &str, items: &[Value]) -> Value {
 }
 
 /// Serves the controller's lists and watches from fixtures and records every write.
-async fn run_controller(services: Vec<Value>, pools: Vec<Value>, quiet_for: Duration) -> Vec<Write> {
-    let (service, mut handle) = tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
+async fn run_controller(
+    services: Vec<Value>,
+    pools: Vec<Value>,
+    quiet_for: Duration,
+) -> Vec<Write> {
+    let (service, mut handle) =
+        tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let writes = Arc::new(Mutex::new(Vec::new()));
     let recorded = writes.clone();
@@ -51,7 +56,8 @@ async fn run_controller(services: Vec<Value>, pools: Vec<Value>, quiet_for: Dura
             let (parts, body) = request.into_parts();
             let path = parts.uri.path().to_owned();
             let query = parts.uri.query().unwrap_or_default().to_owned();
-            let body: Value = serde_json::from_slice(&body.collect_bytes().await.unwrap()).unwrap_or(Value::Null);
+            let body: Value =
+                serde_json::from_slice(&body.collect_bytes().await.unwrap()).unwrap_or(Value::Null);
             let response = if parts.method == http::Method::GET {
                 if query.contains("watch=true") {
                     quiet()
@@ -60,12 +66,20 @@ async fn run_controller(services: Vec<Value>, pools: Vec<Value>, quiet_for: Dura
                 } else if path.ends_with("/ipaddresspools") {
                     once(&list("IPAddressPool", "ferrolb.io/v1beta1", &pools))
                 } else if path == "/api/v1/namespaces" {
-                    once(&list("Namespace", "v1", &[json!({"metadata": {"name": "default"}})]))
+                    once(&list(
+                        "Namespace",
+                        "v1",
+                        &[json!({"metadata": {"name": "default"}})],
+                    ))
                 } else {
                     panic!("unexpected GET {path}?{query}");
                 }
             } else {
-                recorded.lock().unwrap().push(Write { method: parts.method.to_string(), path: path.clone(), body: body.clone() });
+                recorded.lock().unwrap().push(Write {
+                    method: parts.method.to_string(),
+                    path: path.clone(),
+                    body: body.clone(),
+                });
                 // Echo something of the right kind back.
                 let echo = if path.contains("/services/") {
                     services[0].clone()
@@ -81,8 +95,17 @@ async fn run_controller(services: Vec<Value>, pools: Vec<Value>, quiet_for: Dura
     });
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
-    let config = RuntimeConfig { namespace: "ferrolb-system".into(), lb_class: None, instance: Some("test".into()) };
-    let controller = tokio::spawn(run(client, config, metrics, Arc::new(AtomicBool::new(false))));
+    let config = RuntimeConfig {
+        namespace: "ferrolb-system".into(),
+        lb_class: None,
+        instance: Some("test".into()),
+    };
+    let controller = tokio::spawn(run(
+        client,
+        config,
+        metrics,
+        Arc::new(AtomicBool::new(false)),
+    ));
     tokio::time::sleep(quiet_for).await;
     controller.abort();
     server.abort();
@@ -145,25 +168,55 @@ async fn nothing_is_written_when_nothing_changed() {
 
 #[tokio::test]
 async fn a_new_allocation_is_one_status_patch_one_event_and_the_pool_count() {
-    let writes = run_controller(vec![service(json!({}))], vec![pool(ready_status(0))], SETTLE).await;
-    let mut summary: Vec<(String, String)> = writes.iter().map(|w| (w.method.clone(), w.path.clone())).collect();
+    let writes = run_controller(
+        vec![service(json!({}))],
+        vec![pool(ready_status(0))],
+        SETTLE,
+    )
+    .await;
+    let mut summary: Vec<(String, String)> = writes
+        .iter()
+        .map(|w| (w.method.clone(), w.path.clone()))
+        .collect();
     summary.sort();
     assert_eq!(
         summary,
         [
-            ("PATCH".to_owned(), "/api/v1/namespaces/default/services/web/status".to_owned()),
-            ("PATCH".to_owned(), "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/ipaddresspools/lan/status".to_owned()),
-            ("POST".to_owned(), "/apis/events.k8s.io/v1/namespaces/default/events".to_owned()),
+            (
+                "PATCH".to_owned(),
+                "/api/v1/namespaces/default/services/web/status".to_owned()
+            ),
+            (
+                "PATCH".to_owned(),
+                "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/ipaddresspools/lan/status"
+                    .to_owned()
+            ),
+            (
+                "POST".to_owned(),
+                "/apis/events.k8s.io/v1/namespaces/default/events".to_owned()
+            ),
         ],
         "{writes:#?}"
     );
-    let status = writes.iter().find(|w| w.path.ends_with("services/web/status")).unwrap();
-    assert_eq!(status.body["status"]["loadBalancer"]["ingress"], json!([{"ip": "192.0.2.0", "ipMode": "VIP"}]));
-    assert_eq!(status.body["metadata"]["annotations"]["ferrolb.io/ip-allocated-from-pool"], "lan");
+    let status = writes
+        .iter()
+        .find(|w| w.path.ends_with("services/web/status"))
+        .unwrap();
+    assert_eq!(
+        status.body["status"]["loadBalancer"]["ingress"],
+        json!([{"ip": "192.0.2.0", "ipMode": "VIP"}])
+    );
+    assert_eq!(
+        status.body["metadata"]["annotations"]["ferrolb.io/ip-allocated-from-pool"],
+        "lan"
+    );
     let event = writes.iter().find(|w| w.method == "POST").unwrap();
     assert_eq!(event.body["reason"], "IPAllocated");
     assert_eq!(event.body["regarding"]["name"], "web");
-    let pool_status = writes.iter().find(|w| w.path.contains("ipaddresspools")).unwrap();
+    let pool_status = writes
+        .iter()
+        .find(|w| w.path.contains("ipaddresspools"))
+        .unwrap();
     assert_eq!(pool_status.body["status"]["assignedIPv4"], 1);
 }
 
@@ -183,5 +236,8 @@ async fn a_pool_without_the_finalizer_gets_it() {
     p["metadata"]["finalizers"] = json!([]);
     let writes = run_controller(vec![], vec![p], SETTLE).await;
     assert_eq!(writes.len(), 1, "{writes:#?}");
-    assert_eq!(writes[0].body["metadata"]["finalizers"], json!(["ferrolb.io/pool-protection"]));
+    assert_eq!(
+        writes[0].body["metadata"]["finalizers"],
+        json!(["ferrolb.io/pool-protection"])
+    );
 }

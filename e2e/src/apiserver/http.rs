@@ -575,6 +575,7 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_events_end: bool) -> Bytes {
 /// What a watcher with these filters sees of one change: selectors are applied to the object
 /// before and after, so an object moving out of the selection is seen as deleted.
 fn visible(
+    rt: &ResourceType,
     event: &WatchEvent,
     ns: Option<&str>,
     options: &ListOptions,
@@ -584,18 +585,24 @@ fn visible(
             && options.labels.matches(o)
             && options.fields.matches(o)
     };
-    let now = in_scope(&event.object);
-    let before = event.previous.as_ref().is_some_and(in_scope);
-    match event.event_type {
-        EventType::Added => now.then(|| ("ADDED", event.object.clone())),
-        EventType::Deleted => (now || before).then(|| ("DELETED", event.object.clone())),
+    // Events are stored in the shape of the type that owns the storage; show this type's.
+    let object = rt.present(&event.object);
+    let now = in_scope(&object);
+    let before = event
+        .previous
+        .as_ref()
+        .is_some_and(|p| in_scope(&rt.present(p)));
+    let kind = match event.event_type {
+        EventType::Added => now.then_some("ADDED"),
+        EventType::Deleted => (now || before).then_some("DELETED"),
         EventType::Modified => match (before, now) {
-            (true, true) => Some(("MODIFIED", event.object.clone())),
-            (false, true) => Some(("ADDED", event.object.clone())),
-            (true, false) => Some(("DELETED", event.object.clone())),
+            (true, true) => Some("MODIFIED"),
+            (false, true) => Some("ADDED"),
+            (true, false) => Some("DELETED"),
             (false, false) => None,
         },
-    }
+    };
+    kind.map(|k| (k, object))
 }
 
 fn watch(
@@ -649,7 +656,7 @@ fn watch(
                         page.items.iter().map(|o| event_line("ADDED", o)).collect();
                     let mut last = page.rv;
                     for e in replay {
-                        if let Some((t, o)) = visible(&e, ns.as_deref(), &options) {
+                        if let Some((t, o)) = visible(&rt, &e, ns.as_deref(), &options) {
                             lines.push(event_line(t, &o));
                         }
                         last = e.rv;
@@ -670,7 +677,7 @@ fn watch(
                     let mut last = requested_rv.unwrap_or(current);
                     let mut lines = Vec::new();
                     for e in replay {
-                        if let Some((t, o)) = visible(&e, ns.as_deref(), &options) {
+                        if let Some((t, o)) = visible(&rt, &e, ns.as_deref(), &options) {
                             lines.push(event_line(t, &o));
                         }
                         last = e.rv;
@@ -702,7 +709,7 @@ fn watch(
                     Ok(event) => {
                         if event.rv <= last_rv || event.key != rt.storage_key() { continue; }
                         last_rv = event.rv;
-                        if let Some((t, o)) = visible(&event, ns.as_deref(), &options) {
+                        if let Some((t, o)) = visible(&rt, &event, ns.as_deref(), &options) {
                             let mut o = o;
                             o["apiVersion"] = json!(rt.api_version());
                             if tx.send(event_line(t, &o)).await.is_err() { return; }

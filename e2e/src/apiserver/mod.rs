@@ -5,6 +5,7 @@
 
 mod crd_schema;
 pub mod error;
+mod events;
 mod http;
 pub mod patch;
 pub mod resources;

@@ -42,6 +42,17 @@ pub struct PrinterColumn {
     pub priority: i64,
 }
 
+/// Where a type's objects are kept when another type shares its storage (the two Event APIs).
+#[derive(Debug, Clone, Copy)]
+pub struct SharedStorage {
+    /// Storage key of the type whose shape is stored.
+    pub key: &'static str,
+    /// This type's shape to the stored one.
+    pub to_storage: fn(&Value) -> Value,
+    /// The stored shape to this type's.
+    pub present: fn(&Value) -> Value,
+}
+
 /// One served resource (a group, version and plural).
 #[derive(Debug, Clone)]
 pub struct ResourceType {
@@ -65,6 +76,8 @@ pub struct ResourceType {
     pub admission: Admission,
     /// Table columns besides Name and Age.
     pub columns: Vec<PrinterColumn>,
+    /// Set when the objects live in another type's storage.
+    pub shared: Option<SharedStorage>,
 }
 
 impl ResourceType {
@@ -79,7 +92,29 @@ impl ResourceType {
 
     /// The key objects of this type are stored under: all versions of a resource share storage.
     pub fn storage_key(&self) -> String {
-        format!("{}/{}", self.group, self.plural)
+        match &self.shared {
+            Some(shared) => shared.key.to_owned(),
+            None => format!("{}/{}", self.group, self.plural),
+        }
+    }
+
+    /// A stored object as this type shows it.
+    pub fn present(&self, stored: &Value) -> Value {
+        let mut o = match &self.shared {
+            Some(shared) => (shared.present)(stored),
+            None => stored.clone(),
+        };
+        o["apiVersion"] = json!(self.api_version());
+        o["kind"] = json!(self.kind);
+        o
+    }
+
+    /// An object of this type in the shape it is stored in.
+    pub fn persist(&self, object: &Value) -> Value {
+        match &self.shared {
+            Some(shared) => (shared.to_storage)(object),
+            None => object.clone(),
+        }
     }
 
     /// `plural.group`, as kube-apiserver names a resource in messages.
@@ -136,6 +171,7 @@ where
         status: status.then_some(StatusScope::ResetSpec),
         admission: Admission::Typed(typed::<T>),
         columns: Vec::new(),
+        shared: None,
     }
 }
 
@@ -156,7 +192,14 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin::<core::ConfigMap>(&["cm"], false),
         builtin::<core::ServiceAccount>(&["sa"], false),
         builtin::<core::Event>(&["ev"], false),
-        builtin::<events::Event>(&["ev"], false),
+        ResourceType {
+            shared: Some(SharedStorage {
+                key: "/events",
+                to_storage: super::events::to_core,
+                present: super::events::to_events_v1,
+            }),
+            ..builtin::<events::Event>(&["ev"], false)
+        },
         builtin::<discovery::EndpointSlice>(&[], false),
         builtin::<coordination::Lease>(&[], false),
         builtin::<apps::Deployment>(&["deploy"], true),
@@ -221,6 +264,7 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
                 .map(|_| StatusScope::StatusOnly),
             admission: Admission::Schema(Arc::new(schema)),
             columns,
+            shared: None,
         });
     }
     Ok(types)

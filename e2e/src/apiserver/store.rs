@@ -357,7 +357,7 @@ impl Store {
             .objects
             .get(&rt.storage_key())
             .and_then(|b| b.get(&(ns.to_owned(), name.to_owned())))
-            .map(|o| with_type(rt, o))
+            .map(|o| rt.present(o))
             .ok_or_else(|| State::not_found(rt, name))
     }
 
@@ -383,6 +383,7 @@ impl Store {
             .flat_map(|b| b.iter())
             .filter(|((o_ns, _), _)| ns.is_none_or(|n| n == o_ns))
             .filter(|(k, _)| start.as_ref().is_none_or(|s| *k > s))
+            .map(|(k, o)| (k, rt.present(o)))
             .filter(|(_, o)| options.labels.matches(o) && options.fields.matches(o));
         let mut items = Vec::new();
         let mut last_key = None;
@@ -396,7 +397,7 @@ impl Store {
                     remaining: Some(rest),
                 });
             }
-            items.push(with_type(rt, o));
+            items.push(o);
             last_key = Some(k);
         }
         Ok(ListPage {
@@ -535,14 +536,15 @@ impl Store {
         }
         let rv = state.next_rv();
         set_rv(&mut object, rv);
-        state.bucket(rt).insert(key, object.clone());
+        let stored = rt.persist(&object);
+        state.bucket(rt).insert(key, stored.clone());
         state.record(
             &self.events,
             WatchEvent {
                 rv,
                 key: rt.storage_key(),
                 event_type: EventType::Added,
-                object: object.clone(),
+                object: stored,
                 previous: None,
             },
         );
@@ -661,11 +663,13 @@ impl Store {
             },
             name.to_owned(),
         );
-        let live = state
+        let stored_live = state
             .bucket(rt)
             .get(&key)
             .cloned()
             .ok_or_else(|| State::not_found(rt, name))?;
+        // Decisions below work on this type's shape; storage may keep another one.
+        let live = rt.present(&stored_live);
         let mut new = change(&live)?;
         let sent_rv = new["metadata"]["resourceVersion"]
             .as_str()
@@ -746,8 +750,8 @@ impl Store {
                     rv,
                     key: rt.storage_key(),
                     event_type: EventType::Deleted,
-                    object: new.clone(),
-                    previous: Some(live),
+                    object: rt.persist(&new),
+                    previous: Some(stored_live),
                 },
             );
             collect_garbage(state, &self.events, &new);
@@ -762,15 +766,16 @@ impl Store {
         }
         let rv = state.next_rv();
         set_rv(&mut new, rv);
-        state.bucket(rt).insert(key, new.clone());
+        let stored = rt.persist(&new);
+        state.bucket(rt).insert(key, stored.clone());
         state.record(
             &self.events,
             WatchEvent {
                 rv,
                 key: rt.storage_key(),
                 event_type: EventType::Modified,
-                object: new.clone(),
-                previous: Some(live),
+                object: stored,
+                previous: Some(stored_live),
             },
         );
         Ok(with_type(rt, &new))
@@ -837,7 +842,7 @@ impl Store {
                 }
             }
             if live["metadata"].get("deletionTimestamp").is_some() {
-                return Ok(Deleted::Pending(with_type(rt, &live)));
+                return Ok(Deleted::Pending(rt.present(&live)));
             }
             let mut marked = live.clone();
             metadata_mut(&mut marked).insert("deletionTimestamp".into(), json!(now()));
@@ -858,12 +863,15 @@ impl Store {
                     previous: Some(live),
                 },
             );
-            return Ok(Deleted::Pending(with_type(rt, &marked)));
+            return Ok(Deleted::Pending(rt.present(&marked)));
         }
-        Ok(Deleted::Gone(with_type(
+        Ok(Deleted::Gone(rt.present(&remove_now(
+            state,
+            &self.events,
             rt,
-            &remove_now(state, &self.events, rt, key, live),
-        )))
+            key,
+            live,
+        ))))
     }
 }
 
