@@ -109,8 +109,8 @@ async fn run_controller(
     tokio::time::sleep(quiet_for).await;
     controller.abort();
     server.abort();
-    let out = writes.lock().unwrap().clone();
-    out
+
+    writes.lock().unwrap().clone()
 }
 
 fn pool(status: Value) -> Value {

@@ -38,10 +38,10 @@ fn rename(object: &Value, from_new: bool) -> Value {
 pub fn to_core(event: &Value) -> Value {
     let mut core = rename(event, true);
     // kubectl describe shows `source.component` as "From".
-    if core.get("source").is_none() {
-        if let Some(component) = core.get("reportingComponent").cloned() {
-            core["source"] = serde_json::json!({"component": component});
-        }
+    if core.get("source").is_none()
+        && let Some(component) = core.get("reportingComponent").cloned()
+    {
+        core["source"] = serde_json::json!({"component": component});
     }
     core["apiVersion"] = Value::String("v1".into());
     core
@@ -50,10 +50,10 @@ pub fn to_core(event: &Value) -> Value {
 /// A stored (core) Event as an `events.k8s.io/v1` client sees it.
 pub fn to_events_v1(core: &Value) -> Value {
     let mut event = rename(core, false);
-    if event.get("reportingController").is_none() {
-        if let Some(component) = core["source"].get("component").cloned() {
-            event["reportingController"] = component;
-        }
+    if event.get("reportingController").is_none()
+        && let Some(component) = core["source"].get("component").cloned()
+    {
+        event["reportingController"] = component;
     }
     event
 }
