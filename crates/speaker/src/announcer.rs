@@ -65,11 +65,11 @@ impl Announcer {
     pub fn update(&mut self, cluster: &Cluster, services: &[ServiceFacts]) -> Vec<Change> {
         let mut desired: BTreeMap<IpAddr, (String, Interfaces)> = BTreeMap::new();
         for svc in services {
-            if let Verdict::Owner { node, interfaces } = decide(cluster, svc) {
-                if node == self.node {
-                    for ip in &svc.ips {
-                        desired.insert(*ip, (svc.key.clone(), interfaces.clone()));
-                    }
+            if let Verdict::Owner { node, interfaces } = decide(cluster, svc)
+                && node == self.node
+            {
+                for ip in &svc.ips {
+                    desired.insert(*ip, (svc.key.clone(), interfaces.clone()));
                 }
             }
         }
