@@ -4,3 +4,4 @@
 
 pub mod announcer;
 pub mod election;
+pub mod gossip;
