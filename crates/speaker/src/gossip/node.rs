@@ -53,19 +53,24 @@ pub struct GossipStats {
 struct Scratch {
     sends: Vec<(Member, Vec<u8>)>,
     timers: Vec<(Timer<Member>, Duration)>,
-    events: Vec<(bool, Member)>,
+    events: Vec<Change>,
+}
+
+/// What foca reported about one member.
+enum Change {
+    Up(Member),
+    Down(Member),
+    /// The same address under a newer identity (a restart).
+    Renamed(Member, Member),
 }
 
 impl Runtime<Member> for Scratch {
     fn notify(&mut self, notification: Notification<'_, Member>) {
         match notification {
-            Notification::MemberUp(m) => self.events.push((true, m.clone())),
-            Notification::MemberDown(m) => self.events.push((false, m.clone())),
+            Notification::MemberUp(m) => self.events.push(Change::Up(m.clone())),
+            Notification::MemberDown(m) => self.events.push(Change::Down(m.clone())),
             Notification::Rename(old, new) => {
-                // Same node, newer instance: keep it up under the new identity.
-                if old.node != new.node {
-                    self.events.push((false, old.clone()));
-                }
+                self.events.push(Change::Renamed(old.clone(), new.clone()));
             }
             _ => {}
         }
@@ -137,18 +142,34 @@ impl GossipNode {
                 .insert((clock.mono + after, self.next_seq), timer);
             self.next_seq += 1;
         }
-        for (up, member) in scratch.events {
-            if up {
-                if self
-                    .alive
-                    .insert(member.node.clone(), member.clone())
-                    .is_none()
-                {
-                    self.events.push(MembershipEvent::Up(member.node));
+        for change in scratch.events {
+            match change {
+                Change::Up(member) => {
+                    if self
+                        .alive
+                        .insert(member.node.clone(), member.clone())
+                        .is_none()
+                    {
+                        self.events.push(MembershipEvent::Up(member.node));
+                    }
                 }
-            } else if self.alive.get(&member.node) == Some(&member) {
-                self.alive.remove(&member.node);
-                self.events.push(MembershipEvent::Down(member.node));
+                Change::Down(member) => {
+                    if self.alive.get(&member.node) == Some(&member) {
+                        self.alive.remove(&member.node);
+                        self.events.push(MembershipEvent::Down(member.node));
+                    }
+                }
+                Change::Renamed(old, new) => {
+                    // Follow the newer instance; its liveness comes as its own Up/Down.
+                    if self.alive.get(&old.node) == Some(&old) {
+                        self.alive.remove(&old.node);
+                        if old.node == new.node {
+                            self.alive.insert(new.node.clone(), new);
+                        } else {
+                            self.events.push(MembershipEvent::Down(old.node));
+                        }
+                    }
+                }
             }
         }
     }
