@@ -203,10 +203,12 @@ impl Allocator {
         Ok(self.commit(&req.key, plan, terms))
     }
 
-    /// Gives the Service its addresses: the requested IPs if any; else what it holds if still
-    /// valid (completing a dual-stack pair from the same pool when possible); else the lowest
-    /// free addresses of the first candidate pool. Calling it again with the same request
-    /// changes nothing.
+    /// Gives the Service its addresses: the requested IPs if any; else what it holds, if its
+    /// pool still admits it and is the one it names (IPs it may no longer share under its new
+    /// sharing key, backend or ports are dropped, the others kept, and a dual-stack pair left
+    /// with one IP is completed from the same pool when possible); else the lowest free
+    /// addresses of the first candidate pool. Calling it again with the same request changes
+    /// nothing: one call reaches the fixed point.
     ///
     /// A draining pool ([`Pool::draining`]) lets Services keep what they hold in it but gives
     /// out no new address: it is no automatic candidate; naming it, or requesting one of its IPs
@@ -392,9 +394,19 @@ impl Allocator {
         }
     }
 
-    /// The Service's current IPs, if still valid for the request, plus the missing family of a
-    /// dual-stack pair from the same pool when one is free and the pool is not draining. IPs of a
-    /// family the Service no longer uses are dropped rather than moving the rest.
+    /// What the Service keeps of its current IPs, completed in this one call. Its pool must
+    /// still admit it (and be the requested pool, if one is named). IPs of a family the Service
+    /// no longer uses are dropped, and so are IPs it may no longer share under its new terms
+    /// (sharing key, backend, ports); the others are kept rather than moving the Service. A
+    /// dual-stack Service left with one IP gets the other family (missing, or dropped as no longer
+    /// shareable) from the same pool when that pool has one and is not draining (an IP shared
+    /// under its key, else the lowest free one): `PreferDualStack` otherwise keeps its one IP,
+    /// `RequireDualStack` otherwise returns `None` and moves as a whole, as does a Service left
+    /// with nothing.
+    ///
+    /// The result is a fixed point: an IP dropped here is of a family the Service no longer uses,
+    /// or still held by the others it clashes with, so nothing the commit frees could complete
+    /// the pair on the next call.
     fn keep_current(&self, req: &ServiceRequest, terms: &Terms) -> Option<Plan> {
         let rec = self.services.get(req.key.as_str())?;
         let pool = &self.state(rec.pool).pool;
@@ -410,19 +422,16 @@ impl Allocator {
         let mut ips: Vec<IpAddr> = rec
             .ips
             .iter()
-            .filter(|ip| policy.allows(Family::of(*ip)))
+            .filter(|&ip| policy.allows(Family::of(ip)))
+            .filter(|&ip| self.check_sharing(ip, &req.key, terms).is_ok())
             .collect();
-        if ips.is_empty()
-            || ips
-                .iter()
-                .any(|&ip| self.check_sharing(ip, &req.key, terms).is_err())
-        {
+        if ips.is_empty() {
             return None;
         }
-        if let &[held] = ips.as_slice()
+        if let &[kept] = ips.as_slice()
             && policy.is_dual()
         {
-            let missing = Family::of(held).other();
+            let missing = Family::of(kept).other();
             let completion = if pool.draining() {
                 None
             } else {
@@ -442,6 +451,12 @@ impl Allocator {
 
     /// New addresses from the requested pool, or from the automatic candidates in order (never
     /// from a draining pool).
+    ///
+    /// The Service's own IPs still count as used here, which cannot change the outcome (so
+    /// committing the plan frees nothing the next call could use): this runs only when its pool
+    /// may no longer serve it (and is no candidate), when it kept no IP (its IPs are of a family
+    /// it no longer uses, or shared with Services it clashes with), or when its pool lacks a
+    /// family `RequireDualStack` needs (and fails for that family whatever the Service frees).
     fn fresh(&self, req: &ServiceRequest, terms: &Terms) -> Result<Plan, AllocError> {
         if let Some(name) = &req.requested_pool {
             let p = self

@@ -20,10 +20,13 @@
 //! # Rules in short
 //!
 //! - Requested IPs win (at most one per family, all from one pool admitting the Service); then
-//!   the IPs a Service already holds, if still valid; then the requested pool, or the pools
-//!   whose `serviceAllocation` admits it (priority ascending, unset/0 last, ties by name), then
-//!   plain `autoAssign` pools by name. Within a pool: an IP already shared under the Service's
-//!   sharing key, else the lowest free address, ranges in spec order.
+//!   the IPs a Service already holds, if their pool still serves it: those it may still hold
+//!   are kept, and a dual-stack Service left with one IP (a family missing, or an IP it may no
+//!   longer share) gets the other family from the same pool in the same call when it can; then
+//!   the requested pool, or the pools whose `serviceAllocation` admits it (priority ascending,
+//!   unset/0 last, ties by name), then plain `autoAssign` pools by name. Within a pool: an IP
+//!   already shared under the Service's sharing key, else the lowest free address, ranges in
+//!   spec order. One `allocate` reaches the fixed point: repeating it changes nothing.
 //! - A pool with `serviceAllocation` never serves a Service it does not admit, not even by
 //!   request. `autoAssign: false` pools serve only Services naming the pool or one of its IPs.
 //! - A draining pool (its `IPAddressPool` is being deleted while Services still use it) keeps

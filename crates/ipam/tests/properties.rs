@@ -4,6 +4,9 @@
 //! equal to a recount, allocate idempotent, a draining pool never giving a Service an address it
 //! did not hold; and at the end, restoring the whole state into a fresh allocator reproduces it,
 //! and running the same sequence twice gives the same results.
+//!
+//! The cases come from a fixed seed (see [`config`]), so CI is deterministic; environment
+//! variables pick other seeds and more cases for exploratory runs.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +18,7 @@ use ferrolb_ipam::{
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use proptest::test_runner::RngSeed;
 
 /// Addresses a request or restore may name: inside and outside the pools, buggy ones, IPv6.
 const ADDRS: &[&str] = &[
@@ -470,8 +474,35 @@ fn run(ops: &[Op]) -> (Vec<Outcome>, Allocator, Model) {
     (outcomes, a, model)
 }
 
+/// The seed CI runs with: the same 96 cases every time, so a failure is never a matter of luck
+/// and always reproduces (seed 42 is one that caught the dual-stack completion bug).
+const SEED: u64 = 42;
+
+/// 96 cases from [`SEED`], unless `PROPTEST_RNG_SEED=<u64>` or `PROPTEST_CASES=<n>` is set for an
+/// exploratory run (e.g. `for s in $(seq 1 30); do PROPTEST_RNG_SEED=$s cargo test -p
+/// ferrolb-ipam --test properties || break; done`). Proptest reads those variables into
+/// `ProptestConfig::default()`, but fields set here would override them, hence the checks.
+/// Failures are still recorded in `properties.proptest-regressions` and replayed first.
+fn config() -> ProptestConfig {
+    let from_env = ProptestConfig::default();
+    let set = |var| std::env::var_os(var).is_some();
+    ProptestConfig {
+        cases: if set("PROPTEST_CASES") {
+            from_env.cases
+        } else {
+            96
+        },
+        rng_seed: if set("PROPTEST_RNG_SEED") {
+            from_env.rng_seed
+        } else {
+            RngSeed::Fixed(SEED)
+        },
+        ..from_env
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn random_sequences_keep_every_rule(ops in prop::collection::vec(op(), 1..60)) {

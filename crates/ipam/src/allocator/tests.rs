@@ -855,6 +855,116 @@ fn shared_ips_are_only_reused_within_the_pool_being_tried() {
     assert_eq!(give(&mut a, &web("z", 82).in_pool("b")), "198.51.100.0 @b");
 }
 
+/// Allocates twice, asserting that the second call returns the same and changes nothing.
+fn give_twice(a: &mut Allocator, req: &ServiceRequest) -> String {
+    let first = give(a, req);
+    let state = snapshot(a);
+    assert_eq!(give(a, req), first, "second allocate differs");
+    assert_eq!(snapshot(a), state, "second allocate changed the state");
+    first
+}
+
+#[test]
+fn a_dual_stack_service_leaving_a_shared_ipv4_is_complete_after_one_allocate() {
+    // The case `random_sequences_keep_every_rule` found: the first allocate gave IPv4 only,
+    // and the second added the IPv6 address the Service had just let go.
+    let mut a = allocator(vec![
+        PoolSpec::new("a", &["192.0.2.0/29", "2001:db8::/126"]),
+        PoolSpec::new("b", &["192.0.2.254-192.0.3.1"]).avoiding_buggy_ips(),
+        PoolSpec::new("c", &["203.0.113.0/30", "2001:db8:1::/127"]).manual(),
+    ]);
+    let http = [Port::tcp(80)];
+    let dual = svc("dual").families(PREFER).ports(&http);
+    assert_eq!(
+        give(&mut a, &dual.clone().sharing("key0")),
+        "192.0.2.0,2001:db8:: @a"
+    );
+    assert_eq!(
+        give(&mut a, &svc("six1").families(V6_ONLY)),
+        "2001:db8::1 @a"
+    );
+    assert_eq!(
+        give(&mut a, &svc("six2").families(V6_ONLY)),
+        "2001:db8::2 @a"
+    );
+    let partner = svc("partner").sharing("key0").ports(&[Port::tcp(443)]);
+    assert_eq!(give(&mut a, &partner), "192.0.2.0 @a");
+    assert_eq!(
+        give(&mut a, &svc("six3").families(V6_ONLY)),
+        "2001:db8::3 @a"
+    );
+    // Without the key it may not share 192.0.2.0 with partner any more: it keeps its own IPv6
+    // and gets a free IPv4, both in this one call.
+    assert_eq!(give_twice(&mut a, &dual), "192.0.2.1,2001:db8:: @a");
+    assert_eq!(held(&a, "partner"), Some("192.0.2.0 @a".into()));
+    let stats = a.pool_stats("a").unwrap();
+    assert_eq!((stats.assigned_v4, stats.assigned_v6), (2, 4));
+}
+
+#[test]
+fn a_dual_stack_service_whose_shared_ipv6_became_incompatible_gets_another_from_its_pool() {
+    let mut a = allocator(vec![pool_a(), pool_b()]);
+    let x = svc("x").families(PREFER).ports(&[Port::tcp(80)]);
+    a.restore(
+        &x.clone().sharing("web"),
+        &[ip("198.51.100.1"), ip("2001:db8:1::1")],
+    )
+    .unwrap();
+    let y = web("y", 443)
+        .families(V6_ONLY)
+        .requesting(ip("2001:db8:1::1"));
+    assert_eq!(give(&mut a, &y), "2001:db8:1::1 @b");
+    // x drops its sharing key: it keeps the IPv4 it holds alone, and replaces the IPv6 it may no
+    // longer share with the lowest free one of its own pool, although pool a comes first.
+    assert_eq!(give_twice(&mut a, &x), "198.51.100.1,2001:db8:1:: @b");
+    assert_eq!(held(&a, "y"), Some("2001:db8:1::1 @b".into()));
+    assert_eq!(a.assignments_in_pool("a"), 0);
+    // The same when ports come to clash: the other family is replaced, what is shareable kept.
+    let z = web("z", 80).families(PREFER);
+    assert_eq!(give(&mut a, &z), "192.0.2.0,2001:db8:: @a");
+    let w = web("w", 8080).requesting(ip("192.0.2.0"));
+    assert_eq!(give(&mut a, &w), "192.0.2.0 @a");
+    assert_eq!(
+        give_twice(&mut a, &web("z", 8080).families(PREFER)),
+        "192.0.2.1,2001:db8:: @a"
+    );
+}
+
+#[test]
+fn an_ip_no_longer_shareable_without_a_replacement_in_the_pool_follows_the_family_policy() {
+    let one_v6 = || PoolSpec::new("a", &["192.0.2.0/30", "2001:db8::/128"]);
+    let setup = |a: &mut Allocator, policy| {
+        let req = svc("x")
+            .families(policy)
+            .sharing("web")
+            .ports(&[Port::tcp(80)]);
+        assert_eq!(give(a, &req), "192.0.2.0,2001:db8:: @a");
+        assert_eq!(give(a, &web("y", 443).families(V6_ONLY)), "2001:db8:: @a");
+    };
+    // PreferDualStack keeps its IPv4 alone rather than moving, as when a pair cannot be completed.
+    let mut a = allocator(vec![one_v6(), pool_b()]);
+    setup(&mut a, PREFER);
+    assert_eq!(
+        give_twice(&mut a, &svc("x").families(PREFER).ports(&[Port::tcp(80)])),
+        "192.0.2.0 @a"
+    );
+    // RequireDualStack moves as a whole to a pool that can give both.
+    let mut a = allocator(vec![one_v6(), pool_b()]);
+    setup(&mut a, REQUIRE);
+    assert_eq!(
+        give_twice(&mut a, &svc("x").families(REQUIRE).ports(&[Port::tcp(80)])),
+        "198.51.100.0,2001:db8:1:: @b"
+    );
+    assert_eq!(a.pool_stats("a").unwrap().assigned_v4, 0);
+    // A draining pool gives no replacement either.
+    let mut a = draining_after(|a| setup(a, PREFER));
+    assert_eq!(
+        give_twice(&mut a, &svc("x").families(PREFER).ports(&[Port::tcp(80)])),
+        "192.0.2.0 @a"
+    );
+    assert_eq!(held(&a, "y"), Some("2001:db8:: @a".into()));
+}
+
 // ---- Restore ----
 
 #[test]
