@@ -254,6 +254,11 @@ impl GossipNode {
             .collect()
     }
 
+    /// Whether this node believes `node` alive (cheaper than [`Self::alive`] for one node).
+    pub fn sees_alive(&self, node: &str) -> bool {
+        node == self.me || self.alive.contains_key(node)
+    }
+
     /// Counters.
     pub fn stats(&self) -> &GossipStats {
         &self.stats

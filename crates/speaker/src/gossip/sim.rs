@@ -168,6 +168,16 @@ impl Sim {
         }
     }
 
+    /// Nodes that know nobody ask node 0 again, as the speaker retries its peers until it is in.
+    pub fn rejoin_lonely(&mut self) {
+        let lonely: Vec<usize> = (1..self.nodes.len())
+            .filter(|i| self.nodes[*i].as_ref().is_some_and(|n| n.alive().len() == 1))
+            .collect();
+        for i in lonely {
+            self.join(i, 0);
+        }
+    }
+
     /// Node `i` joins through node `via`.
     pub fn join(&mut self, i: usize, via: usize) {
         let clock = self.clock();
@@ -340,6 +350,32 @@ impl Sim {
             .filter(|i| self.nodes[*i].is_some())
             .map(name)
             .collect()
+    }
+
+    /// How many running nodes other than `node` itself still believe `node` alive.
+    pub fn still_seen_alive(&self, node: usize) -> usize {
+        let who = name(node);
+        (0..self.nodes.len())
+            .filter(|i| *i != node)
+            .filter_map(|i| self.nodes[i].as_ref())
+            .filter(|n| n.sees_alive(&who))
+            .count()
+    }
+
+    /// Whether every running node sees every running node alive (cheap form of `converged`).
+    pub fn fully_joined(&self) -> bool {
+        let running: Vec<String> = (0..self.nodes.len()).filter(|i| self.nodes[*i].is_some()).map(name).collect();
+        self.nodes.iter().flatten().all(|n| running.iter().all(|r| n.sees_alive(r)))
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the simulation has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     /// Bytes sent by node `i` so far.
