@@ -28,14 +28,23 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn run(n: usize, minutes: u64) {
     let started = Instant::now();
-    let mut sim = Sim::new(SimConfig { nodes: n, loss: 0.01, seed: 42 + n as u64, timing: timing(), ..SimConfig::default() });
+    let mut sim = Sim::new(SimConfig {
+        nodes: n,
+        loss: 0.01,
+        seed: 42 + n as u64,
+        timing: Some(timing(n)),
+        ..SimConfig::default()
+    });
     sim.join_all();
     let mut waited = Duration::ZERO;
     while !sim.fully_joined() {
         sim.run_for(Duration::from_millis(500));
         sim.rejoin_lonely();
         waited += Duration::from_millis(500);
-        assert!(waited < Duration::from_secs(120), "n={n}: the cluster did not converge");
+        assert!(
+            waited < Duration::from_secs(120),
+            "n={n}: the cluster did not converge"
+        );
     }
     sim.run_for(Duration::from_secs(5));
 
@@ -44,7 +53,10 @@ fn run(n: usize, minutes: u64) {
     let bytes_before: u64 = (0..n).map(|i| sim.bytes_sent(i)).sum();
     let quiet = Duration::from_secs(60 * minutes);
     sim.run_for(quiet);
-    let false_positives = sim.events[events_before..].iter().filter(|(_, _, e)| matches!(e, MembershipEvent::Down(_))).count();
+    let false_positives = sim.events[events_before..]
+        .iter()
+        .filter(|(_, _, e)| matches!(e, MembershipEvent::Down(_)))
+        .count();
     let bytes: u64 = (0..n).map(|i| sim.bytes_sent(i)).sum::<u64>() - bytes_before;
     let bytes_per_node_s = bytes as f64 / n as f64 / quiet.as_secs_f64();
 
@@ -69,7 +81,10 @@ fn run(n: usize, minutes: u64) {
         let since = sim.now();
         while sim.still_seen_alive(victim) > 0 {
             sim.run_for(Duration::from_millis(5));
-            assert!(sim.now() - since < Duration::from_secs(60), "n={n}: death never noticed");
+            assert!(
+                sim.now() - since < Duration::from_secs(60),
+                "n={n}: death never noticed"
+            );
         }
         times.push((sim.now() - since).as_secs_f64() * 1000.0);
         if !restart {
@@ -82,7 +97,10 @@ fn run(n: usize, minutes: u64) {
             sim.run_for(Duration::from_millis(200));
             sim.rejoin_lonely();
             waited += Duration::from_millis(200);
-            assert!(waited < Duration::from_secs(60), "n={n}: restarted node never rejoined");
+            assert!(
+                waited < Duration::from_secs(60),
+                "n={n}: restarted node never rejoined"
+            );
         }
         sim.run_for(Duration::from_secs(1));
     }
@@ -93,13 +111,21 @@ fn run(n: usize, minutes: u64) {
         percentile(&times, 95.0),
         bytes_per_node_s
     );
-    eprintln!("  (n={n}: {trials} trials, {minutes} quiet minutes, simulated in {:.1} s)", started.elapsed().as_secs_f64());
+    eprintln!(
+        "  (n={n}: {trials} trials, {minutes} quiet minutes, simulated in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The speaker's default timing, with `GOSSIP_*_MS` overrides for tuning experiments.
-fn timing() -> Timing {
-    let mut t = Timing::default();
-    let ms = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok()).map(Duration::from_millis);
+fn timing(n: usize) -> Timing {
+    let mut t = Timing::for_cluster(n);
+    let ms = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+    };
     if let Some(v) = ms("GOSSIP_PROBE_MS") {
         t.probe_period = v;
     }
@@ -120,7 +146,10 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![3, 100, 1000]);
-    let minutes = std::env::var("GOSSIP_SIM_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(10);
+    let minutes = std::env::var("GOSSIP_SIM_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(10);
     for n in sizes {
         run(n, minutes);
     }

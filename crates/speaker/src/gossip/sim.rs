@@ -29,8 +29,8 @@ pub struct SimConfig {
     pub latency: (Duration, Duration),
     /// Probability a datagram is lost.
     pub loss: f64,
-    /// Protocol timing.
-    pub timing: Timing,
+    /// Protocol timing (default: [`Timing::for_cluster`] of `nodes`).
+    pub timing: Option<Timing>,
     /// Seed for everything random.
     pub seed: u64,
     /// Gossip key file text of every node (`keys[i]` for node i; shorter lists repeat the last).
@@ -43,7 +43,7 @@ impl Default for SimConfig {
             nodes: 3,
             latency: (Duration::from_micros(100), Duration::from_micros(600)),
             loss: 0.0,
-            timing: Timing::default(),
+            timing: None,
             seed: 1,
             keys: vec!["ferrolb-sim-key".into()],
         }
@@ -136,9 +136,13 @@ impl Sim {
             .seed
             .wrapping_mul(1_000_003)
             .wrapping_add(i as u64 * 7919 + self.incarnations[i]);
+        let timing = self
+            .cfg
+            .timing
+            .unwrap_or_else(|| Timing::for_cluster(self.cfg.nodes));
         GossipNode::new(
             member,
-            self.cfg.timing.config(),
+            timing.config(),
             Sealer::new(ring, REPLAY_WINDOW_MS),
             seed,
         )
@@ -171,7 +175,11 @@ impl Sim {
     /// Nodes that know nobody ask node 0 again, as the speaker retries its peers until it is in.
     pub fn rejoin_lonely(&mut self) {
         let lonely: Vec<usize> = (1..self.nodes.len())
-            .filter(|i| self.nodes[*i].as_ref().is_some_and(|n| n.alive().len() == 1))
+            .filter(|i| {
+                self.nodes[*i]
+                    .as_ref()
+                    .is_some_and(|n| n.alive().len() == 1)
+            })
             .collect();
         for i in lonely {
             self.join(i, 0);
@@ -364,8 +372,14 @@ impl Sim {
 
     /// Whether every running node sees every running node alive (cheap form of `converged`).
     pub fn fully_joined(&self) -> bool {
-        let running: Vec<String> = (0..self.nodes.len()).filter(|i| self.nodes[*i].is_some()).map(name).collect();
-        self.nodes.iter().flatten().all(|n| running.iter().all(|r| n.sees_alive(r)))
+        let running: Vec<String> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .map(name)
+            .collect();
+        self.nodes
+            .iter()
+            .flatten()
+            .all(|n| running.iter().all(|r| n.sees_alive(r)))
     }
 
     /// Number of nodes.
