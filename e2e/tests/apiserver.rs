@@ -646,3 +646,42 @@ async fn events_from_the_new_api_show_in_the_core_api_as_kubectl_describe_reads_
         Some("ferrolb-controller")
     );
 }
+
+#[tokio::test]
+async fn custom_objects_keep_their_generation_across_metadata_and_status_writes() {
+    let (_s, client) = server().await;
+    let pools: Api<IPAddressPool> = Api::namespaced(client, "default");
+    let pool: IPAddressPool = serde_json::from_value(json!({
+        "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
+        "metadata": {"name": "p"}, "spec": {"addresses": ["192.0.2.0/24"]},
+    }))
+    .unwrap();
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    let labelled = pools
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(labelled.metadata.generation, Some(1));
+    let status = pools
+        .patch_status(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"assignedIPv4": 1}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.metadata.generation, Some(1));
+    let respec = pools
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"autoAssign": false}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(respec.metadata.generation, Some(2));
+}

@@ -301,3 +301,47 @@ async fn two_replicas_never_both_write() {
         .collect();
     assert_eq!(all.len(), 15, "every Service has its own IP");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_goes_quiet_once_everything_is_written() {
+    let server = server().await;
+    create(
+        &server,
+        "ferrolb.io",
+        "v1beta1",
+        "ipaddresspools",
+        "ferrolb-system",
+        pool("v6", &["2001:db8:1::/120"]),
+    );
+    for i in 0..10 {
+        create(
+            &server,
+            "",
+            "v1",
+            "services",
+            "default",
+            lb_service(&format!("svc-{i}"), json!({})),
+        );
+    }
+    let _controller = Controller::start(&server.url()).await;
+    eventually(Duration::from_secs(20), "IPs", || {
+        (0..10)
+            .all(|i| ingress(&server, "default", &format!("svc-{i}")).len() == 1)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let count = |s: &ferrolb_e2e::apiserver::ApiServer| {
+        s.writes()
+            .iter()
+            .filter(|w| w.manager == "ferrolb-controller")
+            .count()
+    };
+    let settled = count(&server);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&server),
+        settled,
+        "the controller keeps writing with nothing to do"
+    );
+}

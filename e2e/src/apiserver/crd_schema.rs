@@ -204,11 +204,18 @@ impl CrdSchema {
     /// # Errors
     /// Every failing field with its message.
     pub fn admit(&self, mut object: Value, old: Option<&Value>) -> Result<Value, Vec<Cause>> {
-        let metadata = object.get("metadata").cloned();
+        // apiVersion, kind and metadata belong to the server, not to the CRD's schema: never
+        // pruned, whatever the schema declares.
+        let kept: Vec<(&str, Value)> = ["apiVersion", "kind", "metadata"]
+            .into_iter()
+            .filter_map(|k| object.get(k).cloned().map(|v| (k, v)))
+            .collect();
         prune(&self.openapi, &mut object);
         let mut object = kube_cel::apply_defaults(&self.openapi, &object);
-        if let (Some(meta), Some(map)) = (metadata, object.as_object_mut()) {
-            map.insert("metadata".into(), meta);
+        if let Some(map) = object.as_object_mut() {
+            for (k, v) in kept {
+                map.insert(k.into(), v);
+            }
         }
         let mut causes: Vec<Cause> = self
             .structural
