@@ -5,3 +5,4 @@
 pub mod announcer;
 pub mod election;
 pub mod gossip;
+pub mod inputs;
