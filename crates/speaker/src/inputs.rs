@@ -103,10 +103,10 @@ pub fn serving_nodes<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) ->
             let ready = cond.and_then(|c| c.ready).unwrap_or(true);
             let serving = cond.and_then(|c| c.serving).unwrap_or(ready);
             let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
-            if ready || (serving && terminating) {
-                if let Some(node) = &ep.node_name {
-                    nodes.insert(node.clone());
-                }
+            if (ready || (serving && terminating))
+                && let Some(node) = &ep.node_name
+            {
+                nodes.insert(node.clone());
             }
         }
     }
