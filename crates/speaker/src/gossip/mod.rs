@@ -10,3 +10,4 @@ pub mod node;
 pub mod seal;
 pub mod sim;
 pub mod timing;
+pub mod udp;
