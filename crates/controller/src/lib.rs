@@ -11,12 +11,11 @@
 //! - [`engine`]: the state machine that owns the allocator.
 //! - [`runtime`]: watches in, writes out (the only module that calls the API).
 //! - [`leader`]: Lease-based leader election; only the leader runs the runtime.
-//! - [`metrics`], [`http`]: Prometheus metrics and health endpoints.
+//! - [`metrics`]: Prometheus metrics (served by `ferrolb-observe`).
 
 pub mod convert;
 pub mod decide;
 pub mod engine;
-pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod runtime;
@@ -54,19 +53,7 @@ pub struct Args {
     pub identity: Option<String>,
 }
 
-/// Sets up logging as `--log-format` says; the level comes from `RUST_LOG` (default `info`).
-pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
+pub use ferrolb_observe::{init_logging, shutdown_signal};
 
 /// Runs the controller until SIGTERM or Ctrl-C.
 ///
@@ -84,11 +71,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| {
             anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr)
         })?;
-    let health = http::Health {
+    let health = ferrolb_observe::http::Health {
         registry: Arc::new(registry),
         ready: ready.clone(),
     };
-    tokio::spawn(http::serve_on(listener, health));
+    tokio::spawn(ferrolb_observe::http::serve_on(listener, health));
 
     let config = runtime::RuntimeConfig {
         namespace: args.namespace.clone(),
@@ -110,27 +97,5 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!("shutting down");
             Ok(())
         }
-    }
-}
-
-/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
