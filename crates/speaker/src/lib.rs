@@ -6,3 +6,170 @@ pub mod announcer;
 pub mod election;
 pub mod gossip;
 pub mod inputs;
+pub mod metrics;
+pub mod runtime;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::gossip::seal::{KeyRing, Sealer};
+use crate::gossip::timing::Timing;
+
+/// Replay window of gossip datagrams: covers clock skew between nodes (NTP keeps it far
+/// smaller) while keeping the nonce memory small.
+pub const REPLAY_WINDOW_MS: u64 = 10_000;
+
+/// Command-line flags; every flag has an environment fallback for the DaemonSet.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ferrolb-speaker",
+    about = "Announces LoadBalancer IPs with ARP/NDP from the node that owns them"
+)]
+pub struct Args {
+    /// This node's name (downward API `spec.nodeName`).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// Address to bind gossip to: the pod IP (the speaker runs on the host network).
+    #[arg(long, env = "POD_IP")]
+    pub bind_addr: IpAddr,
+    /// Gossip UDP port.
+    #[arg(long, env = "FERROLB_GOSSIP_PORT", default_value_t = 7946)]
+    pub gossip_port: u16,
+    /// File with the gossip keys, one per line: the first seals, all open (rotate by adding the
+    /// new key second everywhere, then first, then removing the old one).
+    #[arg(long, env = "FERROLB_GOSSIP_KEY_FILE")]
+    pub gossip_key_file: Option<PathBuf>,
+    /// Run gossip without authentication or encryption (refused unless given).
+    #[arg(long, env = "FERROLB_INSECURE_GOSSIP")]
+    pub insecure_gossip: bool,
+    /// Static peers (`ip:port`, comma separated), besides those found from the speaker pods.
+    #[arg(long, env = "FERROLB_PEERS", value_delimiter = ',')]
+    pub peers: Vec<SocketAddr>,
+    /// Label selector of the speaker pods, in `--namespace`.
+    #[arg(
+        long,
+        env = "FERROLB_SPEAKER_SELECTOR",
+        default_value = "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker"
+    )]
+    pub speaker_selector: String,
+    /// Namespace of the pools, advertisements and speaker pods.
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = "ferrolb-system")]
+    pub namespace: String,
+    /// Handle only Services with this `spec.loadBalancerClass`; empty: only Services without one.
+    #[arg(long, env = "FERROLB_LB_CLASS", default_value = "")]
+    pub lb_class: String,
+    /// Announce even from nodes labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
+    #[arg(long, env = "FERROLB_IGNORE_EXCLUDE_LB")]
+    pub ignore_exclude_lb: bool,
+    /// How long to keep answering after leaving gossip on SIGTERM, so the next owner has taken
+    /// over before this one stops.
+    #[arg(long, env = "FERROLB_SHUTDOWN_GRACE", default_value = "2s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
+    pub metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "FERROLB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = n.parse().map_err(|_| format!("not a duration: {s}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        _ => Err(format!("not a duration (use ms or s): {s}")),
+    }
+}
+
+/// The gossip sealer the flags ask for.
+///
+/// # Errors
+/// No key file and no `--insecure-gossip`, or an unreadable or empty key file.
+pub fn sealer(args: &Args, metrics: &metrics::Metrics) -> anyhow::Result<Sealer> {
+    let ring = match (&args.gossip_key_file, args.insecure_gossip) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read --gossip-key-file {}: {e}", path.display())
+            })?;
+            KeyRing::from_lines(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        (None, true) => {
+            tracing::warn!(
+                "gossip runs WITHOUT authentication or encryption (--insecure-gossip): anyone on the network can change membership"
+            );
+            metrics.insecure.set(1);
+            KeyRing::from_lines("ferrolb-insecure-gossip").map_err(anyhow::Error::msg)?
+        }
+        (None, false) => anyhow::bail!(
+            "no gossip key: give --gossip-key-file (a mounted Secret), or --insecure-gossip to run without one"
+        ),
+    };
+    Ok(Sealer::new(ring, REPLAY_WINDOW_MS))
+}
+
+/// Runs the speaker until SIGTERM.
+///
+/// # Errors
+/// Start-up failures, with what to fix.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(metrics::Metrics::new(&mut registry));
+    let sealer = sealer(&args, &metrics)?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}")
+    })?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr)
+        })?;
+    tokio::spawn(ferrolb_observe::http::serve_on(
+        listener,
+        ferrolb_observe::http::Health {
+            registry: Arc::new(registry),
+            ready: ready.clone(),
+        },
+    ));
+    let bind = SocketAddr::new(args.bind_addr, args.gossip_port);
+    let gossip = gossip::udp::spawn(
+        bind,
+        &args.node_name,
+        Timing::for_cluster(args.peers.len().max(3)),
+        sealer,
+        args.peers.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot bind gossip to {bind}: {e}"))?;
+    tracing::info!(node = %args.node_name, %bind, "ferrolb-speaker starting");
+    let config = runtime::RuntimeConfig {
+        node: args.node_name.clone(),
+        namespace: args.namespace.clone(),
+        lb_class: Some(args.lb_class.clone()).filter(|c| !c.is_empty()),
+        ignore_exclude_lb: args.ignore_exclude_lb,
+        speaker_selector: args.speaker_selector.clone(),
+        gossip_port: args.gossip_port,
+        static_peers: args.peers.clone(),
+        grace: args.shutdown_grace,
+    };
+    let mut responder = runtime::LogResponder;
+    runtime::run(
+        client,
+        config,
+        gossip,
+        metrics,
+        ready,
+        &mut responder,
+        ferrolb_observe::shutdown_signal(),
+    )
+    .await
+}
