@@ -5,7 +5,7 @@
 //! | `probe_period` | 80 ms | how often each speaker pings one random peer; bounds how soon a dead owner is probed |
 //! | `probe_rtt` | 30 ms | wait for a direct ack before asking others to ping (a LAN round trip is well under 1 ms; a busy node answers within tens of ms) |
 //! | `indirect_probes` | 3 | peers asked to ping a silent member, so one lost datagram does not make a suspect |
-//! | `suspect_to_down` | 200 ms, and 1.5 gossip periods per gossip round a cluster needs (log3 n) when more | time a suspected member has to refute: the suspicion and the refutation must both reach every member, which takes more rounds in a larger cluster |
+//! | `suspect_to_down` | 200 ms, and 1.25 gossip periods per gossip round a cluster needs (log3 n) when more | time a suspected member has to refute: the suspicion and the refutation must both reach every member, which takes more rounds in a larger cluster |
 //! | `gossip_period` | 80 ms | how often updates are pushed to `gossip_fanout` random peers |
 //! | `gossip_fanout` | 3 | peers per gossip round |
 //! | `max_transmissions` | 12 | times each update is piggybacked; enough to reach 1,000 nodes without tails |
@@ -61,7 +61,7 @@ impl Timing {
             reach = reach.saturating_mul(t.gossip_fanout.max(2));
             rounds += 1;
         }
-        t.suspect_to_down = t.suspect_to_down.max(t.gossip_period * rounds * 3 / 2);
+        t.suspect_to_down = t.suspect_to_down.max(t.gossip_period * rounds * 5 / 4);
         t
     }
 
