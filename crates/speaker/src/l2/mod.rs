@@ -1,0 +1,3 @@
+//! Layer 2 announcements: which interfaces answer ([`interfaces`]).
+
+pub mod interfaces;
