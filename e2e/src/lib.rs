@@ -6,3 +6,4 @@
 //!   because no real apiserver can run on the machines this project is tested on.
 
 pub mod apiserver;
+pub mod lab;

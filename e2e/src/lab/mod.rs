@@ -1,0 +1,4 @@
+//! The network-namespace lab: a bridge, node namespaces and a client namespace on one machine,
+//! with ferrolb running in them.
+
+pub mod netns;

@@ -1,0 +1,214 @@
+//! Network namespaces, veth pairs and a bridge for the lab, created with iproute2 and always
+//! removed: every name carries a per-run prefix, and [`Topology::drop`] deletes what it made
+//! (also when a test fails). `ferrolb-lab down` removes leftovers of a crashed run by prefix.
+
+use std::process::{Command, Output};
+
+/// Runs a command, failing with its stderr.
+///
+/// # Errors
+/// When it cannot start or exits non-zero.
+pub fn run(program: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// Runs `args` inside namespace `ns`.
+///
+/// # Errors
+/// As [`run`].
+pub fn in_ns(ns: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let mut full = vec!["netns", "exec", ns];
+    full.extend_from_slice(args);
+    run("ip", &full)
+}
+
+/// A `Command` that runs inside namespace `ns` (for long-running processes).
+pub fn command_in(ns: &str, program: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, program]);
+    c
+}
+
+/// Namespaces that exist now whose name starts with `prefix`.
+pub fn existing(prefix: &str) -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Deletes every namespace named with `prefix` (processes inside die with their network).
+pub fn delete_all(prefix: &str) {
+    for ns in existing(prefix) {
+        // Kill what runs inside first, so nothing keeps the namespace alive.
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    }
+}
+
+/// One node or client: a namespace linked to the lab bridge.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Namespace name.
+    pub ns: String,
+    /// Interface inside the namespace.
+    pub iface: String,
+    /// IPv4 address (without prefix length).
+    pub ipv4: String,
+    /// IPv6 address (without prefix length).
+    pub ipv6: String,
+}
+
+/// A bridge namespace and hosts attached to it: 192.0.2.0/24 and 2001:db8::/64.
+#[derive(Debug)]
+pub struct Topology {
+    /// Per-run prefix of every name.
+    pub prefix: String,
+    /// The namespace holding the bridge.
+    pub bridge_ns: String,
+    /// Hosts by creation order.
+    pub hosts: Vec<Host>,
+}
+
+impl Topology {
+    /// Creates the bridge namespace. `prefix` should be short (interface names are at most 15
+    /// bytes) and unique per run.
+    ///
+    /// # Errors
+    /// When iproute2 fails (not root, no netns support).
+    pub fn new(prefix: &str) -> anyhow::Result<Self> {
+        let bridge_ns = format!("{prefix}br");
+        run("ip", &["netns", "add", &bridge_ns])?;
+        let topo = Self {
+            prefix: prefix.to_owned(),
+            bridge_ns,
+            hosts: Vec::new(),
+        };
+        in_ns(
+            &topo.bridge_ns,
+            &["ip", "link", "add", "br0", "type", "bridge"],
+        )?;
+        in_ns(&topo.bridge_ns, &["ip", "link", "set", "br0", "up"])?;
+        in_ns(&topo.bridge_ns, &["ip", "link", "set", "lo", "up"])?;
+        Ok(topo)
+    }
+
+    /// Adds a host `name` with the last address byte `n` (192.0.2.n, 2001:db8::n).
+    ///
+    /// # Errors
+    /// When iproute2 fails.
+    pub fn add_host(&mut self, name: &str, n: u8) -> anyhow::Result<Host> {
+        let ns = format!("{}{name}", self.prefix);
+        run("ip", &["netns", "add", &ns])?;
+        let outside = format!("{}{name}v", self.prefix);
+        // Create the pair in the bridge namespace, then move one end into the host.
+        in_ns(
+            &self.bridge_ns,
+            &[
+                "ip", "link", "add", &outside, "type", "veth", "peer", "name", "eth0",
+            ],
+        )?;
+        in_ns(
+            &self.bridge_ns,
+            &["ip", "link", "set", "eth0", "netns", &ns],
+        )?;
+        in_ns(
+            &self.bridge_ns,
+            &["ip", "link", "set", &outside, "master", "br0", "up"],
+        )?;
+        let ipv4 = format!("192.0.2.{n}");
+        let ipv6 = format!("2001:db8::{n:x}");
+        in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
+        in_ns(
+            &ns,
+            &["ip", "addr", "add", &format!("{ipv4}/24"), "dev", "eth0"],
+        )?;
+        // nodad: the address is usable at once, the lab does not wait for DAD.
+        in_ns(
+            &ns,
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{ipv6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
+        in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
+        let host = Host {
+            ns,
+            iface: "eth0".into(),
+            ipv4,
+            ipv6,
+        };
+        self.hosts.push(host.clone());
+        Ok(host)
+    }
+
+    /// Cuts a host off the network (its bridge port down), or restores it.
+    ///
+    /// # Errors
+    /// When iproute2 fails.
+    pub fn set_link(&self, host: &Host, up: bool) -> anyhow::Result<()> {
+        let name = host.ns.strip_prefix(&self.prefix).unwrap_or(&host.ns);
+        let outside = format!("{}{name}v", self.prefix);
+        in_ns(
+            &self.bridge_ns,
+            &[
+                "ip",
+                "link",
+                "set",
+                &outside,
+                if up { "up" } else { "down" },
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        delete_all(&self.prefix);
+    }
+}
+
+/// Whether this process may create namespaces; outside CI a test without it prints why it
+/// skips, in CI it must fail instead.
+pub fn privileged() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    if !(root && ip) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with iproute2: network namespace tests must run there"
+        );
+        eprintln!("SKIPPED: network namespace tests need root and iproute2");
+    }
+    root && ip
+}
