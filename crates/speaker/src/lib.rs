@@ -162,7 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         static_peers: args.peers.clone(),
         grace: args.shutdown_grace,
     };
-    let mut responder = runtime::LogResponder;
+    let mut responder = l2::responder::L2Responder::new(l2::responder::L2Config::default());
     runtime::run(
         client,
         config,

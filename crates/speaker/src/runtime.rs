@@ -1,6 +1,7 @@
 //! The speaker's I/O: watches feed the election inputs, gossip says who is alive, and every
-//! change recomputes this node's announcements. The responder that answers ARP/NDP is behind the
-//! [`Announce`] trait; until it exists on a node, [`LogResponder`] records what would be answered.
+//! change recomputes this node's announcements. The responder that answers ARP/NDP
+//! ([`crate::l2::responder::L2Responder`]) is behind the [`Announce`] trait, so tests can stand in
+//! a recorder ([`LogResponder`] only logs).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};

@@ -1,3 +1,5 @@
-//! Layer 2 announcements: which interfaces answer ([`interfaces`]).
+//! Layer 2 announcements: which interfaces answer ([`interfaces`]) and the raw-socket responder
+//! ([`responder`]).
 
 pub mod interfaces;
+pub mod responder;
