@@ -26,6 +26,30 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create the lab: namespaces, API server, controller, a speaker per node, a client.
+    Up {
+        /// Node namespaces.
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        /// Prefix of every name (default: derived from the process id).
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Remove everything of a lab (also after a crash).
+    Down {
+        /// The lab's prefix, as `up` printed it.
+        #[arg(long)]
+        prefix: String,
+    },
+    /// HTTP backend answering with the node's name (runs inside a node namespace).
+    Backend {
+        /// Node name to answer with.
+        #[arg(long)]
+        name: String,
+        /// Port.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
     /// Answer ARP/NDP for IPs on every interface until stdin closes.
     Responder {
         /// IPs to own from the start.
@@ -134,5 +158,31 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Responder { ips } => responder(ips),
         Command::Flood { iface, count } => flood(&iface, count),
+        Command::Up { nodes, prefix } => {
+            let prefix = prefix.unwrap_or_else(|| format!("fl{}", std::process::id() % 10_000));
+            match ferrolb_e2e::lab::cluster::up(&prefix, nodes) {
+                Ok(topo) => {
+                    // The lab outlives this command; `down` removes it.
+                    std::mem::forget(topo);
+                    let kc = ferrolb_e2e::lab::cluster::lab_dir(&prefix).join("kubeconfig");
+                    println!("lab {prefix} is up: kubeconfig {}", kc.display());
+                    println!(
+                        "  ip netns exec {prefix}br kubectl --kubeconfig {} get nodes",
+                        kc.display()
+                    );
+                    println!("  remove it with: ferrolb-lab down --prefix {prefix}");
+                    Ok(())
+                }
+                Err(e) => {
+                    ferrolb_e2e::lab::cluster::down(&prefix);
+                    Err(e)
+                }
+            }
+        }
+        Command::Down { prefix } => {
+            ferrolb_e2e::lab::cluster::down(&prefix);
+            Ok(())
+        }
+        Command::Backend { name, port } => ferrolb_e2e::lab::cluster::backend(&name, port),
     }
 }

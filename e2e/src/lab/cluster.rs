@@ -1,0 +1,292 @@
+//! `ferrolb-lab up`: the whole system on one machine. The API server and the controller run in
+//! the bridge namespace on 192.0.2.1, one speaker runs in each node namespace with a kube-proxy
+//! stand-in (Service IPs routed locally, `arp_ignore` so only the speaker answers ARP, and an HTTP
+//! backend that answers with the node's name), and a client namespace reaches Service IPs over
+//! the bridge. Nothing is put in the host's own network namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::netns::{Topology, command_in, delete_all, in_ns};
+
+/// Where the lab of a prefix keeps its kubeconfig, key and logs.
+pub fn lab_dir(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ferrolb-lab-{prefix}"))
+}
+
+/// Address of the API server inside the lab.
+pub const API_ADDR: &str = "192.0.2.1:6443";
+/// Service IPs handed out in the lab (on the nodes' link, so clients ARP for them).
+pub const POOL_V4: &str = "192.0.2.192/27";
+/// IPv6 Service IPs.
+pub const POOL_V6: &str = "2001:db8::c0/123";
+
+/// A binary built next to this one.
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no directory for {}", exe.display()))?;
+    for candidate in [dir.join(name), dir.join("..").join(name)] {
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!(
+        "{name} is not built next to {}: run `cargo build --workspace`",
+        exe.display()
+    )
+}
+
+fn spawn_in(
+    ns: &str,
+    program: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    log: &Path,
+) -> anyhow::Result<()> {
+    let out = std::fs::File::create(log)?;
+    let mut cmd = command_in(ns, &program.display().to_string());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn()?;
+    Ok(())
+}
+
+/// Runs kubectl against the lab's API server (from inside the bridge namespace).
+///
+/// # Errors
+/// When kubectl fails.
+pub fn kubectl(prefix: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    use std::io::Write;
+    let kubeconfig = lab_dir(prefix).join("kubeconfig");
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &format!("{prefix}br"),
+        "kubectl",
+        "--kubeconfig",
+    ])
+    .arg(&kubeconfig)
+    .args(args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    if let Some(input) = stdin
+        && let Some(mut s) = child.stdin.take()
+    {
+        s.write_all(input.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn wait_for_api(prefix: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if kubectl(prefix, &["get", "ns", "default"], None).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    anyhow::bail!(
+        "the lab API server did not come up (see {})",
+        lab_dir(prefix).join("apiserver.log").display()
+    )
+}
+
+/// Brings the lab up with `nodes` node namespaces. The topology is handed back so the caller
+/// decides whether it outlives this process (`up`) or not (tests).
+///
+/// # Errors
+/// When any step fails; what was created so far is removed.
+pub fn up(prefix: &str, nodes: u8) -> anyhow::Result<Topology> {
+    let dir = lab_dir(prefix);
+    std::fs::create_dir_all(&dir)?;
+    let mut topo = Topology::new(prefix)?;
+    let bridge = topo.bridge_ns.clone();
+    in_ns(
+        &bridge,
+        &["ip", "addr", "add", "192.0.2.1/24", "dev", "br0"],
+    )?;
+    in_ns(
+        &bridge,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8::1/64",
+            "dev",
+            "br0",
+            "nodad",
+        ],
+    )?;
+    let client = topo.add_host("cl", 2)?;
+    let mut node_hosts = Vec::new();
+    for i in 1..=nodes {
+        node_hosts.push(topo.add_host(&format!("n{i}"), 10 + i)?);
+    }
+    let kubeconfig = dir.join("kubeconfig");
+    spawn_in(
+        &bridge,
+        &sibling("ferrolb-apiserver")?,
+        &[
+            "--listen".into(),
+            API_ADDR.into(),
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--ferrolb-crds".into(),
+        ],
+        &[],
+        &dir.join("apiserver.log"),
+    )?;
+    wait_for_api(prefix)?;
+    kubectl(
+        prefix,
+        &["create", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"ferrolb-system"}}"#),
+    )?;
+    let key = dir.join("gossip.key");
+    std::fs::write(
+        &key,
+        format!("ferrolb-lab-{prefix}-{}\n", std::process::id()),
+    )?;
+    let env = vec![
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    spawn_in(
+        &bridge,
+        &sibling("ferrolb-controller")?,
+        &[
+            "--namespace".into(),
+            "ferrolb-system".into(),
+            "--metrics-addr".into(),
+            "192.0.2.1:7472".into(),
+            "--identity".into(),
+            "controller-0".into(),
+        ],
+        &env,
+        &dir.join("controller.log"),
+    )?;
+    for (i, host) in node_hosts.iter().enumerate() {
+        let name = format!("node-{}", i + 1);
+        kubectl(
+            prefix,
+            &["create", "-f", "-"],
+            Some(&format!(
+                r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}","labels":{{"kubernetes.io/hostname":"{name}"}}}}}}"#
+            )),
+        )?;
+        let pod = format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"speaker-{name}","namespace":"ferrolb-system","labels":{{"app.kubernetes.io/name":"ferrolb","app.kubernetes.io/component":"speaker"}}}},"spec":{{"nodeName":"{name}","hostNetwork":true,"containers":[{{"name":"speaker","image":"ferrolb-speaker"}}]}}}}"#
+        );
+        kubectl(prefix, &["create", "-f", "-"], Some(&pod))?;
+        kubectl(
+            prefix,
+            &[
+                "patch",
+                "pod",
+                &format!("speaker-{name}"),
+                "-n",
+                "ferrolb-system",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &format!(
+                    r#"{{"status":{{"phase":"Running","podIP":"{}"}}}}"#,
+                    host.ipv4
+                ),
+            ],
+            None,
+        )?;
+        // kube-proxy stand-in: Service IPs are local on the node, and only the speaker answers
+        // ARP/NDP for them.
+        for (key, value) in [
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+            ("net.ipv4.conf.eth0.arp_ignore", "1"),
+        ] {
+            in_ns(&host.ns, &["sysctl", "-qw", &format!("{key}={value}")])?;
+        }
+        in_ns(
+            &host.ns,
+            &["ip", "route", "add", "local", POOL_V4, "dev", "lo"],
+        )?;
+        in_ns(
+            &host.ns,
+            &["ip", "-6", "route", "add", "local", POOL_V6, "dev", "lo"],
+        )?;
+        spawn_in(
+            &host.ns,
+            &sibling("ferrolb-lab")?,
+            &["backend".into(), "--name".into(), name.clone()],
+            &[],
+            &dir.join(format!("backend-{name}.log")),
+        )?;
+        spawn_in(
+            &host.ns,
+            &sibling("ferrolb-speaker")?,
+            &[
+                "--node-name".into(),
+                name.clone(),
+                "--bind-addr".into(),
+                host.ipv4.clone(),
+                "--gossip-key-file".into(),
+                key.display().to_string(),
+                "--metrics-addr".into(),
+                format!("{}:7472", host.ipv4),
+                "--namespace".into(),
+                "ferrolb-system".into(),
+                "--shutdown-grace".into(),
+                "2s".into(),
+            ],
+            &env,
+            &dir.join(format!("speaker-{name}.log")),
+        )?;
+    }
+    let _ = client;
+    Ok(topo)
+}
+
+/// Removes every namespace and process of the lab with this prefix, and its files.
+pub fn down(prefix: &str) {
+    delete_all(prefix);
+    let _ = std::fs::remove_dir_all(lab_dir(prefix));
+}
+
+/// A tiny HTTP server answering every request with `name` (the backend behind Service IPs).
+///
+/// # Errors
+/// When the port cannot be bound.
+pub fn backend(name: &str, port: u16) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("::", port))?;
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf);
+        let body = format!("{name}\n");
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    Ok(())
+}
