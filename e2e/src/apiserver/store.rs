@@ -965,6 +965,16 @@ fn admit(
     old: Option<&Value>,
 ) -> ApiResult<Value> {
     let name = meta(&object, "name");
+    if rt.group == "discovery.k8s.io" && rt.kind == "EndpointSlice" {
+        // kube-apiserver defaults every port's name to "" and protocol to TCP; clients
+        // (kubectl describe) dereference both.
+        for port in object["ports"].as_array_mut().into_iter().flatten() {
+            if let Some(p) = port.as_object_mut() {
+                p.entry("name").or_insert_with(|| json!(""));
+                p.entry("protocol").or_insert_with(|| json!("TCP"));
+            }
+        }
+    }
     if rt.group.is_empty() && rt.kind == "Service" {
         let primary_v6 = state.primary_v6;
         state.services.admit(&mut object, old, primary_v6)?;

@@ -35,6 +35,16 @@ enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// The tour: bring a lab up, give a Service an IP, reach it from the client, cut its owner
+    /// off the network, show the new owner and the outage, then remove everything.
+    Demo {
+        /// Node namespaces.
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        /// Use the lab `up` made with this prefix (and leave it up) instead of a new one.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
     /// Remove everything of a lab (also after a crash).
     Down {
         /// The lab's prefix, as `up` printed it.
@@ -154,6 +164,133 @@ fn flood(iface: &str, count: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+const DEMO_OBJECTS: &str = r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lab, namespace: ferrolb-system}
+spec:
+  addresses: [192.0.2.192/27]
+---
+apiVersion: ferrolb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: lab, namespace: ferrolb-system}
+spec: {}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: LoadBalancer
+  ports: [{port: 80}]
+"#;
+
+/// One HTTP GET from the client namespace; the node name that answered.
+fn probe(prefix: &str, ip: &str, timeout: &str) -> Option<String> {
+    let out = ferrolb_e2e::lab::netns::in_ns(
+        &format!("{prefix}cl"),
+        &["curl", "-s", "-m", timeout, &format!("http://{ip}/")],
+    )
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+fn demo(nodes: u8, existing: Option<String>) -> anyhow::Result<()> {
+    use ferrolb_e2e::lab::cluster::{down, kubectl, publish_backends, up};
+    use std::time::{Duration, Instant};
+    let own_lab = existing.is_none();
+    let prefix = existing.unwrap_or_else(|| format!("fd{}", std::process::id() % 10_000));
+    let topo = if own_lab {
+        println!(
+            "== bringing up lab {prefix}: {nodes} nodes, a client, API server and controller (namespaces {prefix}*)"
+        );
+        match up(&prefix, nodes) {
+            Ok(t) => t,
+            Err(e) => {
+                down(&prefix);
+                return Err(e);
+            }
+        }
+    } else {
+        ferrolb_e2e::lab::netns::Topology::attach(&prefix, nodes)
+    };
+    let result = (|| -> anyhow::Result<()> {
+        println!(
+            "== creating an IPAddressPool (192.0.2.192/27), an L2Advertisement and a LoadBalancer Service"
+        );
+        kubectl(&prefix, &["apply", "-f", "-"], Some(DEMO_OBJECTS))?;
+        publish_backends(&prefix, "default", "web", nodes)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ip = loop {
+            let ip = kubectl(
+                &prefix,
+                &[
+                    "get",
+                    "svc",
+                    "web",
+                    "-o",
+                    "jsonpath={.status.loadBalancer.ingress[0].ip}",
+                ],
+                None,
+            )?;
+            if !ip.is_empty() {
+                break ip;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the Service got no IP");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        print!("{}", kubectl(&prefix, &["get", "svc", "web"], None)?);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let owner = loop {
+            if let Some(node) = probe(&prefix, &ip, "1") {
+                break node;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the client never reached {ip}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        println!("== the client reached http://{ip}/ and {owner} answered");
+        let index: usize = owner.trim_start_matches("node-").parse()?;
+        let host = topo
+            .hosts
+            .iter()
+            .find(|h| h.ns == format!("{prefix}n{index}"))
+            .ok_or_else(|| anyhow::anyhow!("no namespace for {owner}"))?;
+        println!("== taking {owner} off the network; probing every 10 ms");
+        topo.set_link(host, false)?;
+        let cut = Instant::now();
+        let (new_owner, outage) = loop {
+            if let Some(node) = probe(&prefix, &ip, "0.1") {
+                break (node, cut.elapsed());
+            }
+            anyhow::ensure!(
+                cut.elapsed() < Duration::from_secs(30),
+                "nobody took over {ip}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        println!(
+            "== {new_owner} took over {ip}; the client was cut off for about {} ms",
+            outage.as_millis()
+        );
+        topo.set_link(host, true)?;
+        println!("== {owner} is back on the network");
+        let events = kubectl(&prefix, &["describe", "svc", "web"], None)?;
+        if let Some(at) = events.find("Events:") {
+            print!("{}", &events[at..]);
+        }
+        Ok(())
+    })();
+    if own_lab {
+        drop(topo);
+        down(&prefix);
+        println!("== lab {prefix} removed");
+    } else {
+        // Someone else's lab: leave it as it was.
+        std::mem::forget(topo);
+    }
+    result
+}
+
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Responder { ips } => responder(ips),
@@ -179,6 +316,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Demo { nodes, prefix } => demo(nodes, prefix),
         Command::Down { prefix } => {
             ferrolb_e2e::lab::cluster::down(&prefix);
             Ok(())

@@ -109,12 +109,64 @@ fn wait_for_api(prefix: &str) -> anyhow::Result<()> {
     )
 }
 
+/// Tools the lab runs, with the Debian package of each.
+const PREREQUISITES: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("curl", "curl"),
+    ("kubectl", "kubernetes-client"),
+    ("sysctl", "procps"),
+];
+
+/// Installs missing tools with apt-get when running as root; otherwise says exactly what to
+/// install.
+///
+/// # Errors
+/// When a tool is missing and cannot be installed here.
+pub fn ensure_prerequisites() -> anyhow::Result<()> {
+    let missing: Vec<&(&str, &str)> = PREREQUISITES
+        .iter()
+        .filter(|(tool, _)| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .map_or(true, |o| !o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        anyhow::bail!(
+            "the lab needs root and these packages: apt-get install {}",
+            packages.join(" ")
+        );
+    }
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq"])
+        .args(&packages)
+        .status()
+        .is_ok_and(|s| s.success());
+    anyhow::ensure!(
+        ok,
+        "could not install {}: install them and retry",
+        packages.join(" ")
+    );
+    Ok(())
+}
+
 /// Brings the lab up with `nodes` node namespaces. The topology is handed back so the caller
 /// decides whether it outlives this process (`up`) or not (tests).
 ///
 /// # Errors
 /// When any step fails; what was created so far is removed.
 pub fn up(prefix: &str, nodes: u8) -> anyhow::Result<Topology> {
+    ensure_prerequisites()?;
     let dir = lab_dir(prefix);
     std::fs::create_dir_all(&dir)?;
     let mut topo = Topology::new(prefix)?;
@@ -262,6 +314,28 @@ pub fn up(prefix: &str, nodes: u8) -> anyhow::Result<Topology> {
     }
     let _ = client;
     Ok(topo)
+}
+
+/// Publishes the lab's backends (one per node, port 80) as the EndpointSlice of a Service: the
+/// lab has no endpoints controller, so it plays that part.
+///
+/// # Errors
+/// When kubectl fails.
+pub fn publish_backends(
+    prefix: &str,
+    namespace: &str,
+    service: &str,
+    nodes: u8,
+) -> anyhow::Result<()> {
+    let endpoints: Vec<String> = (1..=nodes)
+        .map(|i| format!(r#"{{"addresses":["192.0.2.{}"],"nodeName":"node-{i}","conditions":{{"ready":true,"serving":true,"terminating":false}}}}"#, 10 + i))
+        .collect();
+    let slice = format!(
+        r#"{{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{{"name":"{service}-lab","namespace":"{namespace}","labels":{{"kubernetes.io/service-name":"{service}"}}}},"addressType":"IPv4","ports":[{{"port":80,"protocol":"TCP"}}],"endpoints":[{}]}}"#,
+        endpoints.join(",")
+    );
+    kubectl(prefix, &["apply", "-f", "-"], Some(&slice))?;
+    Ok(())
 }
 
 /// Removes every namespace and process of the lab with this prefix, and its files.

@@ -113,6 +113,24 @@ impl Topology {
         Ok(topo)
     }
 
+    /// The topology of a lab that `up` made earlier, to work with it (nothing is created; drop it
+    /// with `std::mem::forget` to leave the lab in place).
+    pub fn attach(prefix: &str, nodes: u8) -> Self {
+        let host = |name: &str, n: u8| Host {
+            ns: format!("{prefix}{name}"),
+            iface: "eth0".into(),
+            ipv4: format!("192.0.2.{n}"),
+            ipv6: format!("2001:db8::{n:x}"),
+        };
+        let mut hosts = vec![host("cl", 2)];
+        hosts.extend((1..=nodes).map(|i| host(&format!("n{i}"), 10 + i)));
+        Self {
+            prefix: prefix.to_owned(),
+            bridge_ns: format!("{prefix}br"),
+            hosts,
+        }
+    }
+
     /// Adds a host `name` with the last address byte `n` (192.0.2.n, 2001:db8::n).
     ///
     /// # Errors
