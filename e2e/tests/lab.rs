@@ -92,6 +92,38 @@ fn up_serves_a_service_ip_to_the_client_and_down_leaves_nothing() {
             answer.starts_with("node-"),
             "the backend answered: {answer}"
         );
+        // Every speaker sees all three alive, and exactly one announces the IP: the one that
+        // answered.
+        let mut announcing = Vec::new();
+        for i in 1..=3u8 {
+            let ns = format!("{prefix}n{i}");
+            let url = format!("http://192.0.2.{}:7472/metrics", 10 + i);
+            let scrape = || {
+                String::from_utf8_lossy(
+                    &in_ns(&ns, &["curl", "-s", "-m", "2", &url]).unwrap().stdout,
+                )
+                .into_owned()
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut metrics = scrape();
+            while !metrics.contains("ferrolb_speaker_gossip_members{state=\"alive\"} 3") {
+                assert!(Instant::now() < deadline, "node-{i} membership:\n{metrics}");
+                std::thread::sleep(Duration::from_millis(100));
+                metrics = scrape();
+            }
+            let ip_label = format!("ip=\"{ip}\"");
+            if metrics
+                .lines()
+                .any(|l| l.starts_with("ferrolb_speaker_announced{") && l.contains(&ip_label))
+            {
+                announcing.push(format!("node-{i}"));
+            }
+        }
+        assert_eq!(
+            announcing,
+            [answer.clone()],
+            "exactly the answering node announces {ip}"
+        );
     });
     let pids = processes_of(&prefix);
     assert!(

@@ -13,6 +13,7 @@ use ferrolb_api::{IPAddressPool, L2Advertisement};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -23,6 +24,10 @@ use crate::gossip::node::GossipStats;
 use crate::gossip::udp::GossipHandle;
 use crate::inputs;
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
+
+/// How long a speaker with peers waits to join them before deciding alone (peers that never
+/// answer are down, or the key differs).
+const JOIN_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Logs what would be announced: the stand-in until the L2 responder runs on the node.
 #[derive(Debug, Default)]
@@ -63,8 +68,10 @@ struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     nodes: Store<KubeNode>,
-    ads: Store<L2Advertisement>,
-    pools: Store<IPAddressPool>,
+    /// Custom objects behind a guard: one that does not parse is reported and skipped, and
+    /// never stops the watch.
+    ads: Store<DeserializeGuard<L2Advertisement>>,
+    pools: Store<DeserializeGuard<IPAddressPool>>,
     pods: Store<Pod>,
 }
 
@@ -104,14 +111,15 @@ fn snapshot(
             .ads
             .state()
             .iter()
-            .map(|a| inputs::advertisement(a))
+            .filter_map(|a| a.0.as_ref().ok())
+            .map(inputs::advertisement)
             .collect(),
         pool_labels: inputs::pool_labels(
             &stores
                 .pools
                 .state()
                 .iter()
-                .map(|p| (**p).clone())
+                .filter_map(|p| p.0.as_ref().ok().cloned())
                 .collect::<Vec<_>>(),
         ),
         ignore_exclude_lb: config.ignore_exclude_lb,
@@ -185,6 +193,17 @@ fn record_changes(metrics: &Metrics, node: &str, changes: &[Change]) {
     }
 }
 
+/// Why an object of a guarded kind could not be parsed (None for every other object).
+fn invalid(object: &dyn std::any::Any) -> Option<String> {
+    if let Some(g) = object.downcast_ref::<DeserializeGuard<L2Advertisement>>() {
+        return g.0.as_ref().err().map(|e| e.error.clone());
+    }
+    if let Some(g) = object.downcast_ref::<DeserializeGuard<IPAddressPool>>() {
+        return g.0.as_ref().err().map(|e| e.error.clone());
+    }
+    None
+}
+
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -202,10 +221,14 @@ where
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config))
         .default_backoff()
-        .map(|event| {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "watch error; retrying");
+        .map(|event| match event {
+            Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                if let Some(problem) = invalid(&o) {
+                    tracing::warn!(object = %o.name_any(), %problem, "object cannot be parsed; skipped");
+                }
             }
+            Ok(_) => {}
         })
         .boxed();
     (reader, stream)
@@ -230,11 +253,11 @@ pub async fn run(
     let (slices, s2) = reflect(Api::<EndpointSlice>::all(client.clone()), cfg.clone());
     let (nodes, s3) = reflect(Api::<KubeNode>::all(client.clone()), cfg.clone());
     let (ads, s4) = reflect(
-        Api::<L2Advertisement>::namespaced(client.clone(), &config.namespace),
+        Api::<DeserializeGuard<L2Advertisement>>::namespaced(client.clone(), &config.namespace),
         cfg.clone(),
     );
     let (pools, s5) = reflect(
-        Api::<IPAddressPool>::namespaced(client.clone(), &config.namespace),
+        Api::<DeserializeGuard<IPAddressPool>>::namespaced(client.clone(), &config.namespace),
         cfg.clone(),
     );
     let (pods, s6) = reflect(
@@ -264,6 +287,10 @@ pub async fn run(
     };
     tokio::pin!(all_ready);
     let mut synced = false;
+    let started = std::time::Instant::now();
+    // Wake up when the join patience runs out even if nothing else happens.
+    let patience = tokio::time::sleep(JOIN_PATIENCE);
+    tokio::pin!(patience);
     loop {
         tokio::select! {
             change = changes.next() => if change.is_none() { anyhow::bail!("watches ended") },
@@ -271,15 +298,24 @@ pub async fn run(
             () = &mut all_ready, if !synced => {
                 synced = true;
                 tracing::info!(node = %config.node, "caches loaded");
-                ready.store(true, Ordering::Relaxed);
             }
+            () = &mut patience, if started.elapsed() <= JOIN_PATIENCE => {}
             () = &mut shutdown => break,
         }
         if !synced {
             continue;
         }
-        gossip.set_peers(peers(&stores, &config));
+        let peers = peers(&stores, &config);
+        gossip.set_peers(peers.clone());
         let view = alive.borrow_and_update().clone();
+        // Until this speaker has joined its peers it would see itself as the only candidate and
+        // announce everything: wait for the group (or, with peers that never answer, a while).
+        let joined = view.len() > 1 || peers.len() <= 1 || started.elapsed() > JOIN_PATIENCE;
+        if !joined {
+            continue;
+        }
+        // Ready: caches synced and gossip joined.
+        ready.store(true, Ordering::Relaxed);
         record_gossip(&metrics, &gossip.stats.borrow(), view.len());
         let (cluster, services) = snapshot(&stores, &config, &view);
         let changes = announcer.update(&cluster, &services);

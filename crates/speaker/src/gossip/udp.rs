@@ -103,7 +103,18 @@ pub async fn spawn(
                     Err(e) => tracing::warn!(error = %e, "gossip socket error"),
                 },
                 () = tokio::time::sleep_until(deadline) => gossip.advance(clock(start)),
+                // New peers are asked at once; known ones again every few seconds while this node
+                // sees fewer members than it has peers.
                 _ = rejoin.tick() => {
+                    let peers = peers_rx.borrow_and_update().clone();
+                    let known = gossip.alive().len() - 1;
+                    if known < peers.iter().filter(|p| **p != local_addr).count() {
+                        for peer in peers.into_iter().filter(|p| *p != local_addr) {
+                            gossip.join(peer, clock(start));
+                        }
+                    }
+                }
+                Ok(()) = peers_rx.changed() => {
                     let peers = peers_rx.borrow_and_update().clone();
                     let known = gossip.alive().len() - 1;
                     if known < peers.iter().filter(|p| **p != local_addr).count() {
