@@ -121,7 +121,7 @@ fn up_serves_a_service_ip_to_the_client_and_down_leaves_nothing() {
         }
         assert_eq!(
             announcing,
-            [answer.clone()],
+            std::slice::from_ref(&answer),
             "exactly the answering node announces {ip}"
         );
     });
