@@ -5,28 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferrolb_e2e::lab::cluster::{down, kubectl, lab_dir, up};
+use ferrolb_e2e::lab::cluster::{DEMO_OBJECTS, down, kubectl, lab_dir, up};
 use ferrolb_e2e::lab::netns::{existing, in_ns, privileged};
-
-const OBJECTS: &str = r#"
-apiVersion: ferrolb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: lab, namespace: ferrolb-system}
-spec:
-  addresses: [192.0.2.192/27]
----
-apiVersion: ferrolb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: lab, namespace: ferrolb-system}
-spec: {}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: LoadBalancer
-  ports: [{port: 80}]
-"#;
 
 /// Every process running inside the lab's namespaces.
 fn processes_of(prefix: &str) -> Vec<String> {
@@ -53,7 +33,7 @@ fn up_serves_a_service_ip_to_the_client_and_down_leaves_nothing() {
     let prefix = format!("fs{}", std::process::id() % 10_000);
     let topo = up(&prefix, 3).unwrap();
     let result = std::panic::catch_unwind(|| {
-        kubectl(&prefix, &["apply", "-f", "-"], Some(OBJECTS)).unwrap();
+        kubectl(&prefix, &["apply", "-f", "-"], Some(DEMO_OBJECTS)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         let ip = loop {
             let ip = kubectl(

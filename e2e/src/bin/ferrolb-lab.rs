@@ -164,26 +164,6 @@ fn flood(iface: &str, count: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-const DEMO_OBJECTS: &str = r#"
-apiVersion: ferrolb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: lab, namespace: ferrolb-system}
-spec:
-  addresses: [192.0.2.192/27]
----
-apiVersion: ferrolb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: lab, namespace: ferrolb-system}
-spec: {}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: LoadBalancer
-  ports: [{port: 80}]
-"#;
-
 /// One HTTP GET from the client namespace; the node name that answered.
 fn probe(prefix: &str, ip: &str, timeout: &str) -> Option<String> {
     let out = ferrolb_e2e::lab::netns::in_ns(
@@ -218,7 +198,11 @@ fn demo(nodes: u8, existing: Option<String>) -> anyhow::Result<()> {
         println!(
             "== creating an IPAddressPool (192.0.2.192/27), an L2Advertisement and a LoadBalancer Service"
         );
-        kubectl(&prefix, &["apply", "-f", "-"], Some(DEMO_OBJECTS))?;
+        kubectl(
+            &prefix,
+            &["apply", "-f", "-"],
+            Some(ferrolb_e2e::lab::cluster::DEMO_OBJECTS),
+        )?;
         publish_backends(&prefix, "default", "web", nodes)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let ip = loop {

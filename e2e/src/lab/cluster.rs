@@ -18,6 +18,27 @@ pub fn lab_dir(prefix: &str) -> PathBuf {
 pub const API_ADDR: &str = "192.0.2.1:6443";
 /// Service IPs handed out in the lab (on the nodes' link, so clients ARP for them).
 pub const POOL_V4: &str = "192.0.2.192/27";
+/// The demo's pool, advertisement and Service (also what the smoke test applies).
+pub const DEMO_OBJECTS: &str = r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lab, namespace: ferrolb-system}
+spec:
+  addresses: [192.0.2.192/27]
+---
+apiVersion: ferrolb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: lab, namespace: ferrolb-system}
+spec: {}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: LoadBalancer
+  ports: [{port: 80}]
+"#;
+
 /// IPv6 Service IPs.
 pub const POOL_V6: &str = "2001:db8::c0/123";
 
