@@ -232,6 +232,32 @@ impl State {
         let _ = sender.send(event);
     }
 
+    /// Stores a changed object (in storage shape) under a new resourceVersion and tells the
+    /// watchers; returns what was stored.
+    fn replace(
+        &mut self,
+        sender: &broadcast::Sender<Arc<WatchEvent>>,
+        rt: &ResourceType,
+        key: ObjectKey,
+        previous: Value,
+        mut stored: Value,
+    ) -> Value {
+        let rv = self.next_rv();
+        set_rv(&mut stored, rv);
+        self.bucket(rt).insert(key, stored.clone());
+        self.record(
+            sender,
+            WatchEvent {
+                rv,
+                key: rt.storage_key(),
+                event_type: EventType::Modified,
+                object: stored.clone(),
+                previous: Some(previous),
+            },
+        );
+        stored
+    }
+
     fn bucket(&mut self, rt: &ResourceType) -> &mut BTreeMap<ObjectKey, Value> {
         self.objects.entry(rt.storage_key()).or_default()
     }
@@ -477,14 +503,7 @@ impl Store {
                 ),
             ));
         }
-        let key = (
-            if rt.namespaced {
-                ns.to_owned()
-            } else {
-                String::new()
-            },
-            name.clone(),
-        );
+        let key = object_key(rt, ns, &name);
         if state.bucket(rt).contains_key(&key) {
             return Err(ApiError::AlreadyExists {
                 resource: rt.qualified(),
@@ -655,14 +674,7 @@ impl Store {
         }
         let mut state = self.lock();
         let state = &mut *state;
-        let key = (
-            if rt.namespaced {
-                ns.to_owned()
-            } else {
-                String::new()
-            },
-            name.to_owned(),
-        );
+        let key = object_key(rt, ns, name);
         let stored_live = state
             .bucket(rt)
             .get(&key)
@@ -764,19 +776,10 @@ impl Store {
         if rt.group == "apiextensions.k8s.io" {
             register_crd(state, &mut new)?;
         }
-        let rv = state.next_rv();
-        set_rv(&mut new, rv);
-        let stored = rt.persist(&new);
-        state.bucket(rt).insert(key, stored.clone());
-        state.record(
-            &self.events,
-            WatchEvent {
-                rv,
-                key: rt.storage_key(),
-                event_type: EventType::Modified,
-                object: stored,
-                previous: Some(stored_live),
-            },
+        let stored = state.replace(&self.events, rt, key, stored_live, rt.persist(&new));
+        metadata_mut(&mut new).insert(
+            "resourceVersion".into(),
+            stored["metadata"]["resourceVersion"].clone(),
         );
         Ok(with_type(rt, &new))
     }
@@ -796,14 +799,7 @@ impl Store {
     ) -> ApiResult<Deleted> {
         let mut state = self.lock();
         let state = &mut *state;
-        let key = (
-            if rt.namespaced {
-                ns.to_owned()
-            } else {
-                String::new()
-            },
-            name.to_owned(),
-        );
+        let key = object_key(rt, ns, name);
         let live = state
             .bucket(rt)
             .get(&key)
@@ -844,25 +840,7 @@ impl Store {
             if live["metadata"].get("deletionTimestamp").is_some() {
                 return Ok(Deleted::Pending(rt.present(&live)));
             }
-            let mut marked = live.clone();
-            metadata_mut(&mut marked).insert("deletionTimestamp".into(), json!(now()));
-            metadata_mut(&mut marked).insert("deletionGracePeriodSeconds".into(), json!(0));
-            if is_namespace {
-                marked["status"] = json!({"phase": "Terminating"});
-            }
-            let rv = state.next_rv();
-            set_rv(&mut marked, rv);
-            state.bucket(rt).insert(key, marked.clone());
-            state.record(
-                &self.events,
-                WatchEvent {
-                    rv,
-                    key: rt.storage_key(),
-                    event_type: EventType::Modified,
-                    object: marked.clone(),
-                    previous: Some(live),
-                },
-            );
+            let marked = mark_terminating(state, &self.events, rt, key, live);
             return Ok(Deleted::Pending(rt.present(&marked)));
         }
         Ok(Deleted::Gone(rt.present(&remove_now(
@@ -1159,21 +1137,7 @@ fn delete_by_key(
     if !has_finalizers {
         remove_now(state, sender, rt, key, live);
     } else if live["metadata"].get("deletionTimestamp").is_none() {
-        let mut marked = live.clone();
-        metadata_mut(&mut marked).insert("deletionTimestamp".into(), json!(now()));
-        let rv = state.next_rv();
-        set_rv(&mut marked, rv);
-        state.bucket(rt).insert(key, marked.clone());
-        state.record(
-            sender,
-            WatchEvent {
-                rv,
-                key: rt.storage_key(),
-                event_type: EventType::Modified,
-                object: marked,
-                previous: Some(live),
-            },
-        );
+        mark_terminating(state, sender, rt, key, live);
     }
 }
 
@@ -1242,19 +1206,36 @@ fn drop_owner_reference(
     if let Some(refs) = new["metadata"]["ownerReferences"].as_array_mut() {
         refs.retain(|r| r["uid"] != uid);
     }
-    let rv = state.next_rv();
-    set_rv(&mut new, rv);
-    state.bucket(rt).insert(key, new.clone());
-    state.record(
-        sender,
-        WatchEvent {
-            rv,
-            key: rt.storage_key(),
-            event_type: EventType::Modified,
-            object: new,
-            previous: Some(live),
-        },
-    );
+    state.replace(sender, rt, key, live, new);
+}
+
+/// Marks a stored object as being deleted (finalizers still hold it); returns the marked
+/// object.
+fn mark_terminating(
+    state: &mut State,
+    sender: &broadcast::Sender<Arc<WatchEvent>>,
+    rt: &ResourceType,
+    key: ObjectKey,
+    live: Value,
+) -> Value {
+    let mut marked = live.clone();
+    let m = metadata_mut(&mut marked);
+    m.insert("deletionTimestamp".into(), json!(now()));
+    m.insert("deletionGracePeriodSeconds".into(), json!(0));
+    if rt.storage_key() == "/namespaces" {
+        marked["status"] = json!({"phase": "Terminating"});
+    }
+    state.replace(sender, rt, key, live, marked)
+}
+
+/// Where an object of a type is stored: cluster-scoped objects have no namespace.
+fn object_key(rt: &ResourceType, ns: &str, name: &str) -> ObjectKey {
+    let ns = if rt.namespaced {
+        ns.to_owned()
+    } else {
+        String::new()
+    };
+    (ns, name.to_owned())
 }
 
 fn orphan_dependents(state: &mut State, sender: &broadcast::Sender<Arc<WatchEvent>>, uid: &str) {
