@@ -10,7 +10,7 @@
 //! differs from what it says and from what was last written for it, and an Event is published only
 //! when the Service's addresses or its failure reason change.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use ferrolb_api::annotations::POOL_FINALIZER;
 use ferrolb_api::{IPAddressPool, IPAddressPoolStatus};
@@ -754,10 +754,5 @@ impl Engine {
     /// The Services currently failing, with why (for tests and debugging).
     pub fn failures(&self) -> &BTreeMap<String, String> {
         &self.failures
-    }
-
-    /// Keys of Services with a write outstanding.
-    pub fn pending_writes(&self) -> BTreeSet<String> {
-        self.expected.keys().cloned().collect()
     }
 }

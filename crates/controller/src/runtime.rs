@@ -58,6 +58,15 @@ struct Relist {
     done_once: bool,
 }
 
+impl Relist {
+    /// The relist is complete: the names in `known` it did not see are gone.
+    fn finish(&mut self, known: Vec<String>) -> Vec<String> {
+        self.done_once = true;
+        let seen = self.seen.take().unwrap_or_default();
+        known.into_iter().filter(|k| !seen.contains(k)).collect()
+    }
+}
+
 fn object_reference(object: &ObjectRef) -> ObjectReference {
     ObjectReference {
         api_version: Some(object.api_version.to_owned()),
@@ -153,18 +162,17 @@ impl Executor {
         };
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            let params = PatchParams::default();
+            let params = PatchParams {
+                field_manager: Some(ferrolb_api::annotations::CONTROLLER_FIELD_MANAGER.to_owned()),
+                ..PatchParams::default()
+            };
             let result = match &action {
                 Action::ServiceStatus { key: svc, desired } => {
                     let (ns, name) = svc.split_once('/').unwrap_or(("", svc));
                     let api: Api<Service> = Api::namespaced(client, ns);
                     metrics.updates.inc();
                     match api
-                        .patch_status(
-                            name,
-                            &params.clone().with_field_manager(),
-                            &Patch::Merge(desired.status_patch()),
-                        )
+                        .patch_status(name, &params, &Patch::Merge(desired.status_patch()))
                         .await
                     {
                         Ok(_) => Ok(()),
@@ -176,27 +184,23 @@ impl Executor {
                 Action::PoolStatus { name, status } => {
                     let api: Api<IPAddressPool> = Api::namespaced(client, &namespace);
                     metrics.updates.inc();
-                    api.patch_status(
-                        name,
-                        &params.clone().with_field_manager(),
-                        &Patch::Merge(json!({"status": status})),
-                    )
-                    .await
-                    .map(drop)
-                    .or_else(|e| {
-                        if matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                            Ok(())
-                        } else {
-                            Err(e.to_string())
-                        }
-                    })
+                    api.patch_status(name, &params, &Patch::Merge(json!({"status": status})))
+                        .await
+                        .map(drop)
+                        .or_else(|e| {
+                            if matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                                Ok(())
+                            } else {
+                                Err(e.to_string())
+                            }
+                        })
                 }
                 Action::PoolFinalizer { name, finalizers } => {
                     let api: Api<IPAddressPool> = Api::namespaced(client, &namespace);
                     metrics.updates.inc();
                     api.patch(
                         name,
-                        &params.clone().with_field_manager(),
+                        &params,
                         &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
                     )
                     .await
@@ -236,17 +240,6 @@ impl Executor {
             }
             (key, result)
         })
-    }
-}
-
-trait WithFieldManager {
-    fn with_field_manager(self) -> Self;
-}
-
-impl WithFieldManager for PatchParams {
-    fn with_field_manager(mut self) -> Self {
-        self.field_manager = Some(ferrolb_api::annotations::CONTROLLER_FIELD_MANAGER.to_owned());
-        self
     }
 }
 
@@ -484,12 +477,7 @@ async fn handle_services(
             )),
         },
         Event::InitDone => {
-            relist.done_once = true;
-            let seen = relist.seen.take().unwrap_or_default();
-            let gone: Vec<String> = engine_service_keys(engine)
-                .into_iter()
-                .filter(|k| !seen.contains(k))
-                .collect();
+            let gone = relist.finish(engine.service_keys());
             gone.iter().flat_map(|k| engine.delete_service(k)).collect()
         }
     }
@@ -502,10 +490,6 @@ fn slim(meta: &mut kube::api::ObjectMeta) {
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-}
-
-fn engine_service_keys(engine: &Engine) -> Vec<String> {
-    engine.service_keys()
 }
 
 async fn handle_pools(
@@ -555,13 +539,7 @@ async fn handle_pools(
             engine.delete_pool(&name)
         }
         Event::InitDone => {
-            relist.done_once = true;
-            let seen = relist.seen.take().unwrap_or_default();
-            let gone: Vec<String> = engine
-                .pool_names()
-                .into_iter()
-                .filter(|k| !seen.contains(k))
-                .collect();
+            let gone = relist.finish(engine.pool_names());
             gone.iter().flat_map(|k| engine.delete_pool(k)).collect()
         }
     }
@@ -585,13 +563,7 @@ fn handle_namespaces(
         }
         Event::Delete(ns) => engine.delete_namespace(&ns.name_any()),
         Event::InitDone => {
-            relist.done_once = true;
-            let seen = relist.seen.take().unwrap_or_default();
-            let gone: Vec<String> = engine
-                .namespace_names()
-                .into_iter()
-                .filter(|k| !seen.contains(k))
-                .collect();
+            let gone = relist.finish(engine.namespace_names());
             gone.iter()
                 .flat_map(|k| engine.delete_namespace(k))
                 .collect()
