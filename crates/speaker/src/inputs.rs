@@ -65,9 +65,11 @@ pub fn advertisement(ad: &L2Advertisement) -> Advertisement {
 }
 
 /// Pool labels by name, for `ipAddressPoolSelectors`.
-pub fn pool_labels(pools: &[IPAddressPool]) -> BTreeMap<String, BTreeMap<String, String>> {
+pub fn pool_labels<'a>(
+    pools: impl IntoIterator<Item = &'a IPAddressPool>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
     pools
-        .iter()
+        .into_iter()
         .map(|p| {
             (
                 p.metadata.name.clone().unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! The speaker's I/O: watches feed the election inputs, gossip says who is alive, and every
 //! change recomputes this node's announcements. The responder that answers ARP/NDP
 //! ([`crate::l2::responder::L2Responder`]) is behind the [`Announce`] trait, so tests can stand in
-//! a recorder ([`LogResponder`] only logs).
+//! a recorder.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use crate::announcer::{Announce, Announcer, Change};
-use crate::election::{Cluster, Interfaces};
+use crate::election::Cluster;
 use crate::gossip::node::GossipStats;
 use crate::gossip::udp::GossipHandle;
 use crate::inputs;
@@ -28,20 +28,6 @@ use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 /// How long a speaker with peers waits to join them before deciding alone (peers that never
 /// answer are down, or the key differs).
 const JOIN_PATIENCE: Duration = Duration::from_secs(5);
-
-/// Logs what would be announced: the stand-in until the L2 responder runs on the node.
-#[derive(Debug, Default)]
-pub struct LogResponder;
-
-impl Announce for LogResponder {
-    fn gained(&mut self, ip: IpAddr, interfaces: &Interfaces) {
-        tracing::info!(%ip, ?interfaces, "announcing");
-    }
-
-    fn lost(&mut self, ip: IpAddr) {
-        tracing::info!(%ip, "no longer announcing");
-    }
-}
 
 /// What the runtime needs.
 #[derive(Debug, Clone)]
@@ -115,12 +101,11 @@ fn snapshot(
             .map(inputs::advertisement)
             .collect(),
         pool_labels: inputs::pool_labels(
-            &stores
+            stores
                 .pools
                 .state()
                 .iter()
-                .filter_map(|p| p.0.as_ref().ok().cloned())
-                .collect::<Vec<_>>(),
+                .filter_map(|p| p.0.as_ref().ok()),
         ),
         ignore_exclude_lb: config.ignore_exclude_lb,
     };
