@@ -65,24 +65,9 @@ async fn a_controller_restart_keeps_every_ip() {
         "ferrolb-system",
         pool("v6", &["2001:db8:1::/120"]),
     );
-    for i in 0..20 {
-        create(
-            &server,
-            "",
-            "v1",
-            "services",
-            "default",
-            lb_service(&format!("svc-{i}"), json!({})),
-        );
-    }
+    create_services(&server, "svc", 20);
     let controller = Controller::start(&server.url()).await;
-    let before = eventually(Duration::from_secs(20), "IPs", || {
-        let all: Vec<Vec<String>> = (0..20)
-            .map(|i| ingress(&server, "default", &format!("svc-{i}")))
-            .collect();
-        all.iter().all(|ips| ips.len() == 1).then_some(all)
-    })
-    .await;
+    let before = wait_assigned(&server, "svc", 20, "IPs").await;
     controller.stop();
     // Free the lowest address while the controller is down: a fresh allocation would take it.
     let client = client_for(&server.url()).await;
@@ -214,65 +199,15 @@ async fn two_replicas_never_both_write() {
         })
     };
     let a = replica(url_a, "replica-a").await;
-    for i in 0..5 {
-        create(
-            &server,
-            "",
-            "v1",
-            "services",
-            "default",
-            lb_service(&format!("first-{i}"), json!({})),
-        );
-    }
-    eventually(
-        Duration::from_secs(30),
-        "the first leader to assign",
-        || {
-            (0..5)
-                .all(|i| ingress(&server, "default", &format!("first-{i}")).len() == 1)
-                .then_some(())
-        },
-    )
-    .await;
+    create_services(&server, "first", 5);
+    wait_assigned(&server, "first", 5, "the first leader to assign").await;
     let b = replica(url_b, "replica-b").await;
-    for i in 0..5 {
-        create(
-            &server,
-            "",
-            "v1",
-            "services",
-            "default",
-            lb_service(&format!("second-{i}"), json!({})),
-        );
-    }
-    eventually(
-        Duration::from_secs(30),
-        "the leader to assign again",
-        || {
-            (0..5)
-                .all(|i| ingress(&server, "default", &format!("second-{i}")).len() == 1)
-                .then_some(())
-        },
-    )
-    .await;
+    create_services(&server, "second", 5);
+    wait_assigned(&server, "second", 5, "the leader to assign again").await;
     // The leader goes away: the standby takes over.
     a.abort();
-    for i in 0..5 {
-        create(
-            &server,
-            "",
-            "v1",
-            "services",
-            "default",
-            lb_service(&format!("third-{i}"), json!({})),
-        );
-    }
-    eventually(Duration::from_secs(60), "the new leader to assign", || {
-        (0..5)
-            .all(|i| ingress(&server, "default", &format!("third-{i}")).len() == 1)
-            .then_some(())
-    })
-    .await;
+    create_services(&server, "third", 5);
+    wait_assigned(&server, "third", 5, "the new leader to assign").await;
     b.abort();
 
     let writes: Vec<_> = server
@@ -313,23 +248,9 @@ async fn the_controller_goes_quiet_once_everything_is_written() {
         "ferrolb-system",
         pool("v6", &["2001:db8:1::/120"]),
     );
-    for i in 0..10 {
-        create(
-            &server,
-            "",
-            "v1",
-            "services",
-            "default",
-            lb_service(&format!("svc-{i}"), json!({})),
-        );
-    }
+    create_services(&server, "svc", 10);
     let _controller = Controller::start(&server.url()).await;
-    eventually(Duration::from_secs(20), "IPs", || {
-        (0..10)
-            .all(|i| ingress(&server, "default", &format!("svc-{i}")).len() == 1)
-            .then_some(())
-    })
-    .await;
+    wait_assigned(&server, "svc", 10, "IPs").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let count = |s: &ferrolb_e2e::apiserver::ApiServer| {
         s.writes()

@@ -158,3 +158,33 @@ pub fn service_status_writes(server: &ApiServer) -> Vec<ferrolb_e2e::apiserver::
         })
         .collect()
 }
+
+/// Creates LoadBalancer Services `{prefix}-0` … `{prefix}-{n-1}` in `default`.
+pub fn create_services(server: &ApiServer, prefix: &str, n: usize) {
+    for i in 0..n {
+        create(
+            server,
+            "",
+            "v1",
+            "services",
+            "default",
+            lb_service(&format!("{prefix}-{i}"), json!({})),
+        );
+    }
+}
+
+/// Waits until every one of those Services has one IP, and returns them in order.
+pub async fn wait_assigned(
+    server: &ApiServer,
+    prefix: &str,
+    n: usize,
+    what: &str,
+) -> Vec<Vec<String>> {
+    eventually(Duration::from_secs(60), what, || {
+        let all: Vec<Vec<String>> = (0..n)
+            .map(|i| ingress(server, "default", &format!("{prefix}-{i}")))
+            .collect();
+        all.iter().all(|ips| ips.len() == 1).then_some(all)
+    })
+    .await
+}
