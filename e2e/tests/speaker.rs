@@ -21,8 +21,9 @@ use serde_json::json;
 struct Shared(Arc<Mutex<BTreeSet<IpAddr>>>);
 
 impl Announce for Shared {
-    fn gained(&mut self, ip: IpAddr, _: &Interfaces) {
+    fn gained(&mut self, ip: IpAddr, _: &Interfaces) -> Vec<String> {
         self.0.lock().unwrap().insert(ip);
+        vec!["eth0".into()]
     }
     fn lost(&mut self, ip: IpAddr) {
         self.0.lock().unwrap().remove(&ip);
@@ -119,6 +120,8 @@ async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
             gossip_port: ports[i],
             static_peers: addrs.clone(),
             grace: Duration::from_millis(300),
+            pod_name: None,
+            check_ipvs: false,
         };
         let shared = Shared::default();
         announced.push(shared.0.clone());
@@ -134,6 +137,7 @@ async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
                 metrics,
                 Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 &mut responder,
+                ferrolb_speaker::runtime::L2Feedback::none().0,
                 async {
                     let _ = stop_rx.await;
                 },

@@ -30,10 +30,16 @@ pub enum Change {
 
 /// The receiving end of announcements (the L2 responder, or a test double).
 pub trait Announce {
-    /// Start answering for an IP.
-    fn gained(&mut self, ip: IpAddr, interfaces: &Interfaces);
+    /// Start answering for an IP; returns the interfaces it is answered on (none: the node has
+    /// none of those required).
+    fn gained(&mut self, ip: IpAddr, interfaces: &Interfaces) -> Vec<String>;
     /// Stop answering for an IP.
     fn lost(&mut self, ip: IpAddr);
+    /// The node's links changed: choose the interfaces again. Returns the IPs now answered on
+    /// other interfaces.
+    fn relink(&mut self) -> Vec<(IpAddr, Vec<String>)> {
+        Vec::new()
+    }
 }
 
 /// This node's current announcements.
@@ -63,10 +69,19 @@ impl Announcer {
     /// Recomputes from a new view and returns the changes: every `Lost` before any `Gained`, so
     /// an IP moving between Services is never answered twice.
     pub fn update(&mut self, cluster: &Cluster, services: &[ServiceFacts]) -> Vec<Change> {
+        self.update_from(&Self::verdicts(cluster, services), services)
+    }
+
+    /// [`Self::update`] from verdicts already computed (see [`Self::verdicts`]).
+    pub fn update_from(
+        &mut self,
+        verdicts: &BTreeMap<String, Verdict>,
+        services: &[ServiceFacts],
+    ) -> Vec<Change> {
         let mut desired: BTreeMap<IpAddr, (String, Interfaces)> = BTreeMap::new();
         for svc in services {
-            if let Verdict::Owner { node, interfaces } = decide(cluster, svc)
-                && node == self.node
+            if let Some(Verdict::Owner { node, interfaces }) = verdicts.get(&svc.key)
+                && *node == self.node
             {
                 for ip in &svc.ips {
                     desired.insert(*ip, (svc.key.clone(), interfaces.clone()));
@@ -95,14 +110,18 @@ impl Announcer {
         changes
     }
 
-    /// Hands changes to the responder.
-    pub fn apply(changes: &[Change], to: &mut impl Announce) {
+    /// Hands changes to the responder; returns where each gained IP is answered.
+    pub fn apply(changes: &[Change], to: &mut impl Announce) -> Vec<(IpAddr, Vec<String>)> {
+        let mut placed = Vec::new();
         for change in changes {
             match change {
-                Change::Gained { ip, interfaces, .. } => to.gained(*ip, interfaces),
+                Change::Gained { ip, interfaces, .. } => {
+                    placed.push((*ip, to.gained(*ip, interfaces)));
+                }
                 Change::Lost { ip, .. } => to.lost(*ip),
             }
         }
+        placed
     }
 
     /// What this node announces now: IP → (Service, interfaces).

@@ -8,7 +8,9 @@ pub mod gossip;
 pub mod inputs;
 pub mod l2;
 pub mod metrics;
+pub mod publish;
 pub mod runtime;
+pub mod visibility;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -77,6 +79,60 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "FERROLB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// This speaker's pod (downward API `metadata.name`): owner of its ServiceL2Status objects.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// When another host already answers for a newly gained IP: `warn` (announce anyway) or
+    /// `withdraw` (stay silent until it stops).
+    #[arg(long, env = "FERROLB_CONFLICT_POLICY", value_enum, default_value_t = l2::claim::ConflictPolicy::Warn)]
+    pub conflict_policy: l2::claim::ConflictPolicy,
+    /// Interface name patterns (`*` at the end matches any suffix) never used when an
+    /// L2Advertisement names no interfaces.
+    #[arg(
+        long,
+        env = "FERROLB_EXCLUDE_INTERFACES",
+        value_delimiter = ',',
+        default_value = "lo,docker*,veth*,cali*,flannel*,cni*,cilium*,kube-ipvs*,lxc*,tunl*,vxlan*,nodelocaldns*"
+    )]
+    pub exclude_interfaces: Vec<String>,
+    /// If given, only interfaces matching these patterns are used when an L2Advertisement names
+    /// no interfaces.
+    #[arg(long, env = "FERROLB_INCLUDE_INTERFACES", value_delimiter = ',')]
+    pub include_interfaces: Vec<String>,
+    /// Gratuitous ARP / unsolicited NA repeats after the first, 1 s apart.
+    #[arg(long, env = "FERROLB_GRATUITOUS_REPEATS", default_value_t = 3)]
+    pub gratuitous_repeats: u32,
+    /// Re-announce every owned IP this often after the repeats (`0s`: never).
+    #[arg(long, env = "FERROLB_REFRESH_INTERVAL", default_value = "0s", value_parser = parse_duration)]
+    pub refresh_interval: Duration,
+}
+
+impl Args {
+    /// The responder settings the flags ask for.
+    pub fn l2_config(&self) -> l2::responder::L2Config {
+        l2::responder::L2Config {
+            filter: l2::interfaces::NameFilter {
+                include: self
+                    .include_interfaces
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .cloned()
+                    .collect(),
+                exclude: self
+                    .exclude_interfaces
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .cloned()
+                    .collect(),
+            },
+            timing: l2::claim::ClaimTiming {
+                repeats: self.gratuitous_repeats,
+                refresh: Some(self.refresh_interval).filter(|d| !d.is_zero()),
+                policy: self.conflict_policy,
+                ..l2::claim::ClaimTiming::default()
+            },
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -161,8 +217,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         gossip_port: args.gossip_port,
         static_peers: args.peers.clone(),
         grace: args.shutdown_grace,
+        pod_name: args.pod_name.clone(),
+        check_ipvs: true,
     };
-    let mut responder = l2::responder::L2Responder::new(l2::responder::L2Config::default());
+    let (mut responder, reports) =
+        l2::responder::L2Responder::new(args.l2_config(), metrics.l2.clone());
+    let (links_tx, links) = tokio::sync::mpsc::unbounded_channel();
+    if let Err(e) = l2::linkwatch::spawn(links_tx) {
+        tracing::warn!(error = %e, "cannot watch link changes; interfaces are rescanned every 30 s");
+    }
     runtime::run(
         client,
         config,
@@ -170,6 +233,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         metrics,
         ready,
         &mut responder,
+        runtime::L2Feedback { reports, links },
         ferrolb_observe::shutdown_signal(),
     )
     .await

@@ -33,6 +33,43 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// One Service IP.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IpLabel {
+    /// The IP.
+    pub ip: String,
+}
+
+/// One network interface.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InterfaceLabel {
+    /// The interface name.
+    pub interface: String,
+}
+
+/// Layer 2 counters, shared with the responder's reader threads (families are reference
+/// counted, so clones count into the same series).
+#[derive(Debug, Clone, Default)]
+pub struct L2Metrics {
+    /// ARP requests / Neighbor Solicitations received for an owned IP.
+    pub requests: Family<IpLabel, Counter>,
+    /// Replies sent.
+    pub responses: Family<IpLabel, Counter>,
+    /// Gratuitous ARP / unsolicited NA sent.
+    pub gratuitous: Family<IpLabel, Counter>,
+    /// Frames dropped as malformed, by interface.
+    pub malformed: Family<InterfaceLabel, Counter>,
+    /// Address conflicts detected (another MAC claims an IP this node announces).
+    pub conflicts: Family<IpLabel, Counter>,
+}
+
+impl L2Metrics {
+    /// Counts one event for `ip` in `family`.
+    pub fn count(family: &Family<IpLabel, Counter>, ip: std::net::IpAddr) {
+        family.get_or_create(&IpLabel { ip: ip.to_string() }).inc();
+    }
+}
+
 /// Every metric the speaker exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -44,6 +81,12 @@ pub struct Metrics {
     pub gossip_dropped: Family<ReasonLabel, Counter>,
     /// 1 when gossip runs without a key (`--insecure-gossip`).
     pub insecure: Gauge,
+    /// Layer 2 answering.
+    pub l2: L2Metrics,
+    /// Times this node became the owner of a Service.
+    pub owner_changes: Counter,
+    /// 1 when kube-proxy runs in IPVS mode without strict ARP on this node.
+    pub ipvs_strict_arp_missing: Gauge,
 }
 
 impl Metrics {
@@ -54,6 +97,9 @@ impl Metrics {
             members: Family::default(),
             gossip_dropped: Family::default(),
             insecure: Gauge::default(),
+            l2: L2Metrics::default(),
+            owner_changes: Counter::default(),
+            ipvs_strict_arp_missing: Gauge::default(),
         };
         registry.register(
             "ferrolb_speaker_announced",
@@ -70,6 +116,41 @@ impl Metrics {
             "ferrolb_speaker_gossip_insecure",
             "1 when gossip is neither authenticated nor encrypted",
             m.insecure.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_owner_changes",
+            "Times this node became the announcing node of a Service",
+            m.owner_changes.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_ipvs_strict_arp_missing",
+            "1 when kube-proxy runs in IPVS mode without strictARP on this node (every node then answers ARP for every Service IP)",
+            m.ipvs_strict_arp_missing.clone(),
+        );
+        registry.register(
+            "ferrolb_layer2_requests_received",
+            "ARP requests and Neighbor Solicitations received for an IP this node announces",
+            m.l2.requests.clone(),
+        );
+        registry.register(
+            "ferrolb_layer2_responses_sent",
+            "ARP replies and Neighbor Advertisements sent in answer",
+            m.l2.responses.clone(),
+        );
+        registry.register(
+            "ferrolb_layer2_gratuitous_sent",
+            "Gratuitous ARP and unsolicited Neighbor Advertisements sent",
+            m.l2.gratuitous.clone(),
+        );
+        registry.register(
+            "ferrolb_layer2_malformed_frames",
+            "ARP/NDP frames dropped as malformed, by interface",
+            m.l2.malformed.clone(),
+        );
+        registry.register(
+            "ferrolb_layer2_conflicts",
+            "Address conflicts: another MAC answered for an IP this node announces",
+            m.l2.conflicts.clone(),
         );
         m
     }

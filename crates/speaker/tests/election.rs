@@ -171,8 +171,9 @@ fn a_dead_owner_is_replaced_and_nobody_alive_means_silence() {
 #[derive(Default)]
 struct Recorder(Vec<String>);
 impl Announce for Recorder {
-    fn gained(&mut self, ip: IpAddr, _: &Interfaces) {
+    fn gained(&mut self, ip: IpAddr, _: &Interfaces) -> Vec<String> {
         self.0.push(format!("+{ip}"));
+        vec!["eth0".into()]
     }
     fn lost(&mut self, ip: IpAddr) {
         self.0.push(format!("-{ip}"));

@@ -184,8 +184,14 @@ impl std::error::Error for Malformed {
 /// What to do with a received frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Send this frame (a whole Ethernet frame, without FCS) on the interface it came from.
-    Reply(Vec<u8>),
+    /// Send `frame` (a whole Ethernet frame, without FCS) on the interface it came from: the
+    /// answer to a question about `target`, an owned address.
+    Reply {
+        /// The answer.
+        frame: Vec<u8>,
+        /// The owned address asked about (per-address request counters).
+        target: IpAddr,
+    },
     /// Well-formed but not ours to answer.
     Ignore(Ignored),
     /// Failed a check.
@@ -196,7 +202,7 @@ impl Verdict {
     /// The frame to send, if any.
     pub fn into_reply(self) -> Option<Vec<u8>> {
         match self {
-            Verdict::Reply(frame) => Some(frame),
+            Verdict::Reply { frame, .. } => Some(frame),
             Verdict::Ignore(_) | Verdict::Malformed(_) => None,
         }
     }
@@ -228,12 +234,12 @@ impl Responder<'_> {
     /// panics, whatever the bytes.
     pub fn answer(&self, frame: &[u8]) -> Verdict {
         match self.decide(frame) {
-            Ok(reply) => Verdict::Reply(reply),
+            Ok((frame, target)) => Verdict::Reply { frame, target },
             Err(rejected) => rejected.into(),
         }
     }
 
-    fn decide(&self, frame: &[u8]) -> Result<Vec<u8>, Rejected> {
+    fn decide(&self, frame: &[u8]) -> Result<(Vec<u8>, IpAddr), Rejected> {
         let (eth, payload) = frame::parse_ethernet(frame)?;
         self.check_ethernet(&eth)?;
         match frame::parse_payload(eth.ethertype, payload)? {
@@ -264,7 +270,7 @@ impl Responder<'_> {
         Ok(())
     }
 
-    fn answer_arp(&self, arp: &ArpRepr) -> Result<Vec<u8>, Rejected> {
+    fn answer_arp(&self, arp: &ArpRepr) -> Result<(Vec<u8>, IpAddr), Rejected> {
         if arp.sender_mac == self.mac {
             return Err(Rejected::Ignore(Ignored::FromOurselves));
         }
@@ -287,7 +293,10 @@ impl Responder<'_> {
         // Probes (sender 0.0.0.0) get the same reply: RFC 5227 section 2.4 has the owner
         // defend its address, and the prober treats any ARP from the address as a conflict.
         let reply = ArpRepr::reply_to(arp, self.mac);
-        Ok(frame::arp_frame(self.mac, arp.sender_mac, &reply))
+        Ok((
+            frame::arp_frame(self.mac, arp.sender_mac, &reply),
+            IpAddr::V4(arp.target_ip),
+        ))
     }
 
     fn answer_ns(
@@ -295,7 +304,7 @@ impl Responder<'_> {
         eth: &EthernetRepr,
         ip: &Ipv6Repr,
         ns: &NeighborSolicit,
-    ) -> Result<Vec<u8>, Rejected> {
+    ) -> Result<(Vec<u8>, IpAddr), Rejected> {
         if let Some(mac) = ns.source_mac {
             if mac == self.mac {
                 return Err(Rejected::Ignore(Ignored::FromOurselves));
@@ -326,7 +335,10 @@ impl Responder<'_> {
             target: ns.target,
             target_mac: Some(self.mac),
         });
-        Ok(frame::ndp_frame(self.mac, dst_mac, ns.target, dst_ip, &na))
+        Ok((
+            frame::ndp_frame(self.mac, dst_mac, ns.target, dst_ip, &na),
+            IpAddr::V6(ns.target),
+        ))
     }
 }
 
@@ -467,7 +479,7 @@ mod tests {
 
     fn reply(verdict: Verdict) -> Vec<u8> {
         match verdict {
-            Verdict::Reply(frame) => frame,
+            Verdict::Reply { frame, .. } => frame,
             other => panic!("expected a reply, got {other:?}"),
         }
     }

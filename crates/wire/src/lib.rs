@@ -22,7 +22,7 @@
 //! # Data flow
 //!
 //! ```text
-//! raw socket ──frame bytes──> Responder::answer ──Verdict::Reply(frame)──> raw socket
+//! raw socket ──frame bytes──> Responder::answer ──Verdict::Reply{frame}──> raw socket
 //!                                   │
 //!                                   └─ Verdict::Ignore(reason) / Verdict::Malformed(reason)
 //!                                        ──> counter labelled reason.metric_label()

@@ -122,7 +122,7 @@ fn exercise(owned: &Owned, frame: &[u8]) -> Outcome {
         let _ = conflict_from(frame, ip, OUR_MAC);
     }
     match owned.responder(OUR_MAC).answer(frame) {
-        Verdict::Reply(reply) => {
+        Verdict::Reply { frame: reply, .. } => {
             // Another station receiving our reply finds it well-formed: it is ignored (a
             // reply or advertisement), never malformed, and it claims the address for us.
             let verdict = owned.responder(THEIR_MAC).answer(&reply);
@@ -169,7 +169,7 @@ fn every_truncation_of_every_valid_frame_is_refused_without_panic() {
         for len in 0..packet_len {
             assert!(!matches!(
                 owned.responder(OUR_MAC).answer(&frame[..len]),
-                Verdict::Reply(_)
+                Verdict::Reply { .. }
             ));
         }
     }

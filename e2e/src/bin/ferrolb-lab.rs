@@ -8,13 +8,14 @@
     reason = "the responder reports its counters on stdout for the test that runs it"
 )]
 
-use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::net::IpAddr;
 
 use clap::{Parser, Subcommand};
 use ferrolb_speaker::announcer::Announce;
 use ferrolb_speaker::election::Interfaces;
+use ferrolb_speaker::l2::claim::{ClaimTiming, ConflictPolicy, L2Report};
+use ferrolb_speaker::l2::interfaces::NameFilter;
 use ferrolb_speaker::l2::responder::{L2Config, L2Responder};
 
 #[derive(Debug, Parser)]
@@ -65,6 +66,9 @@ enum Command {
         /// IPs to own from the start.
         #[arg(long = "ip")]
         ips: Vec<IpAddr>,
+        /// What to do when another host answers for a gained IP.
+        #[arg(long, value_enum, default_value_t = ConflictPolicy::Warn)]
+        conflict_policy: ConflictPolicy,
     },
     /// Send malformed and truncated frames on an interface.
     Flood {
@@ -77,15 +81,35 @@ enum Command {
     },
 }
 
-fn responder(ips: Vec<IpAddr>) -> anyhow::Result<()> {
-    let mut l2 = L2Responder::new(L2Config {
-        excludes: vec!["lo".into()],
-        ..L2Config::default()
+fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = ferrolb_speaker::metrics::Metrics::new(&mut registry);
+    let (mut l2, mut reports) = L2Responder::new(
+        L2Config {
+            filter: NameFilter {
+                include: Vec::new(),
+                exclude: vec!["lo".into()],
+            },
+            timing: ClaimTiming {
+                policy,
+                ..ClaimTiming::default()
+            },
+        },
+        metrics.l2.clone(),
+    );
+    // Conflicts are printed as they come, one line each.
+    std::thread::spawn(move || {
+        while let Some(report) = reports.blocking_recv() {
+            if let L2Report::Conflict {
+                ip, mac, withdrawn, ..
+            } = report
+            {
+                println!("conflict ip={ip} mac={mac} withdrawn={withdrawn}");
+            }
+        }
     });
-    let mut owned: BTreeSet<IpAddr> = BTreeSet::new();
     for ip in ips {
         l2.gained(ip, &Interfaces::All);
-        owned.insert(ip);
     }
     eprintln!("responder ready");
     for line in std::io::stdin().lock().lines() {
@@ -97,28 +121,28 @@ fn responder(ips: Vec<IpAddr>) -> anyhow::Result<()> {
         ) {
             (Some("gain"), Some(ip)) => {
                 l2.gained(ip, &Interfaces::All);
-                owned.insert(ip);
             }
-            (Some("lose"), Some(ip)) => {
-                l2.lost(ip);
-                owned.remove(&ip);
-            }
+            (Some("lose"), Some(ip)) => l2.lost(ip),
             _ => eprintln!("unknown command: {line}"),
         }
         eprintln!("ok {line}");
     }
-    let counters = l2.counters();
-    let malformed: u64 = counters
-        .malformed
-        .lock()
-        .map(|m| m.values().sum())
-        .unwrap_or(0);
+    drop(l2);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    let sum = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(" ").next()?.parse::<u64>().ok())
+            .sum()
+    };
     println!(
-        "responses={} malformed={malformed}",
-        counters
-            .responses
-            .load(std::sync::atomic::Ordering::Relaxed)
+        "responses={} malformed={} requests={}",
+        sum("ferrolb_layer2_responses_sent_total"),
+        sum("ferrolb_layer2_malformed_frames_total"),
+        sum("ferrolb_layer2_requests_received_total")
     );
+    print!("{text}");
     Ok(())
 }
 
@@ -277,7 +301,10 @@ fn demo(nodes: u8, existing: Option<String>) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Command::Responder { ips } => responder(ips),
+        Command::Responder {
+            ips,
+            conflict_policy,
+        } => responder(ips, conflict_policy),
         Command::Flood { iface, count } => flood(&iface, count),
         Command::Up { nodes, prefix } => {
             let prefix = prefix.unwrap_or_else(|| format!("fl{}", std::process::id() % 10_000));

@@ -24,6 +24,31 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "nodelocaldns*",
 ];
 
+/// Which interface names may answer when no L2Advertisement names interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameFilter {
+    /// Only names matching one of these (empty: every name).
+    pub include: Vec<String>,
+    /// Never names matching one of these.
+    pub exclude: Vec<String>,
+}
+
+impl Default for NameFilter {
+    fn default() -> Self {
+        Self {
+            include: Vec::new(),
+            exclude: DEFAULT_EXCLUDES.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+impl NameFilter {
+    fn allows(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| matches(p, name)))
+            && !self.exclude.iter().any(|p| matches(p, name))
+    }
+}
+
 /// What the responder knows of one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
@@ -52,13 +77,13 @@ fn usable(link: &LinkInfo) -> bool {
 }
 
 /// The interfaces to answer on, in name order.
-pub fn select(links: &[LinkInfo], wanted: &Interfaces, excludes: &[String]) -> Vec<String> {
+pub fn select(links: &[LinkInfo], wanted: &Interfaces, filter: &NameFilter) -> Vec<String> {
     let mut chosen: Vec<String> = links
         .iter()
         .filter(|l| usable(l))
         .filter(|l| match wanted {
             Interfaces::Named(names) => names.contains(&l.name),
-            Interfaces::All => !excludes.iter().any(|p| matches(p, &l.name)),
+            Interfaces::All => filter.allows(&l.name),
         })
         .map(|l| l.name.clone())
         .collect();
@@ -81,8 +106,8 @@ mod tests {
         }
     }
 
-    fn excludes() -> Vec<String> {
-        DEFAULT_EXCLUDES.iter().map(|s| (*s).to_owned()).collect()
+    fn excludes() -> NameFilter {
+        NameFilter::default()
     }
 
     #[test]
@@ -122,6 +147,18 @@ mod tests {
             "missing".into(),
         ]));
         assert_eq!(select(&links, &wanted, &excludes()), ["eth1", "veth0"]);
+    }
+
+    #[test]
+    fn an_include_list_narrows_the_default_choice_but_not_named_interfaces() {
+        let links = [link("eth0"), link("eth1"), link("ens3"), link("veth0")];
+        let filter = NameFilter {
+            include: vec!["eth*".into()],
+            ..NameFilter::default()
+        };
+        assert_eq!(select(&links, &Interfaces::All, &filter), ["eth0", "eth1"]);
+        let named = Interfaces::Named(BTreeSet::from(["ens3".into()]));
+        assert_eq!(select(&links, &named, &filter), ["ens3"]);
     }
 
     #[test]

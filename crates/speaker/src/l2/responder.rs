@@ -1,78 +1,50 @@
 //! The one place that touches raw sockets: a pnet datalink channel per interface (not
 //! promiscuous), a thread per interface reading frames and answering with
-//! [`ferrolb_wire::Responder`], gratuitous ARP / unsolicited NA on gaining an IP, and the IPv6
-//! solicited-node multicast memberships that make a real NIC deliver Neighbor Solicitations.
+//! [`ferrolb_wire::Responder`], a [`Claim`] per gained IP and link (conflict probe, gratuitous
+//! ARP / unsolicited NA, refresh), and the IPv6 solicited-node multicast memberships that make a
+//! real NIC deliver Neighbor Solicitations.
 //!
-//! Needs `CAP_NET_RAW` (packet sockets) only; joining multicast groups uses a plain UDP socket.
+//! Needs `CAP_NET_RAW` (packet sockets) only; joining multicast groups uses a plain UDP socket
+//! and watching links a netlink socket, neither of which needs a capability.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ferrolb_wire::{Mac, Responder, Verdict};
-use pnet_datalink::{Channel, DataLinkSender, NetworkInterface};
+use pnet_datalink::{Channel, NetworkInterface};
 use socket2::{Domain, Socket, Type};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::announcer::Announce;
 use crate::election::Interfaces;
-use crate::l2::interfaces::{LinkInfo, select};
+use crate::l2::claim::{Claim, ClaimTiming, L2Report, LinkShared, Owned};
+use crate::l2::interfaces::{LinkInfo, NameFilter, select};
+use crate::metrics::{InterfaceLabel, L2Metrics};
 
 /// IFF_NOARP from `<linux/if.h>`.
 const IFF_NOARP: u32 = 0x80;
 /// How long a reader waits for a frame before checking whether it should stop.
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
+/// Pause after a read error other than a timeout (a vanished interface), so a dead link does
+/// not spin a core until the rescan closes it.
+const ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Settings of the responder.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct L2Config {
-    /// Interface name patterns skipped when no interfaces are named.
-    pub excludes: Vec<String>,
-    /// Gratuitous ARP / unsolicited NA sent after the first one on gaining an IP.
-    pub repeats: u32,
-    /// Time between them.
-    pub repeat_interval: Duration,
-}
-
-impl Default for L2Config {
-    fn default() -> Self {
-        Self {
-            excludes: super::interfaces::DEFAULT_EXCLUDES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-            repeats: 3,
-            repeat_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Counters the speaker exports (requests answered, replies, gratuitous, malformed).
-#[derive(Debug, Default)]
-pub struct L2Counters {
-    /// ARP requests / NS answered, by IP.
-    pub requests: Mutex<BTreeMap<IpAddr, u64>>,
-    /// Replies sent.
-    pub responses: AtomicU64,
-    /// Gratuitous ARP / unsolicited NA sent, by IP.
-    pub gratuitous: Mutex<BTreeMap<IpAddr, u64>>,
-    /// Malformed frames, by interface.
-    pub malformed: Mutex<BTreeMap<String, u64>>,
-}
-
-#[derive(Debug, Default)]
-struct Owned {
-    v4: BTreeSet<Ipv4Addr>,
-    v6: BTreeSet<Ipv6Addr>,
+    /// Which interfaces answer when no L2Advertisement names them.
+    pub filter: NameFilter,
+    /// Probing, announcing and refreshing.
+    pub timing: ClaimTiming,
 }
 
 struct Link {
-    mac: Mac,
     index: u32,
-    owned: Arc<RwLock<Owned>>,
-    tx: Arc<Mutex<Box<dyn DataLinkSender>>>,
+    shared: Arc<LinkShared>,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
 }
@@ -86,15 +58,25 @@ impl Drop for Link {
     }
 }
 
+/// An interface as scanned: what selection needs, plus what identifies its channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scanned {
+    info: LinkInfo,
+    index: u32,
+}
+
 /// Answers ARP and NDP for the IPs it is told it owns.
 pub struct L2Responder {
     config: L2Config,
     links: BTreeMap<String, Link>,
-    /// IP → interfaces it is answered on.
-    placed: BTreeMap<IpAddr, Vec<String>>,
-    /// Solicited-node memberships: one UDP socket per (group, interface).
+    /// IP → (what the advertisement asks for, interfaces it is answered on).
+    placed: BTreeMap<IpAddr, (Interfaces, Vec<String>)>,
+    /// Solicited-node memberships: one UDP socket per (group, interface index).
     groups: BTreeMap<(Ipv6Addr, u32), Socket>,
-    counters: Arc<L2Counters>,
+    metrics: L2Metrics,
+    reports: UnboundedSender<L2Report>,
+    last_scan: Vec<Scanned>,
+    generation: u64,
 }
 
 impl std::fmt::Debug for L2Responder {
@@ -118,49 +100,62 @@ fn link_info(iface: &NetworkInterface) -> LinkInfo {
     }
 }
 
+fn scan() -> (Vec<NetworkInterface>, Vec<Scanned>) {
+    let all = pnet_datalink::interfaces();
+    let mut scanned: Vec<Scanned> = all
+        .iter()
+        .map(|i| Scanned {
+            info: link_info(i),
+            index: i.index,
+        })
+        .collect();
+    scanned.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+    (all, scanned)
+}
+
 fn read_loop(
-    name: String,
-    mac: Mac,
+    link: Arc<LinkShared>,
     mut rx: Box<dyn pnet_datalink::DataLinkReceiver>,
-    tx: Arc<Mutex<Box<dyn DataLinkSender>>>,
-    owned: Arc<RwLock<Owned>>,
     stop: Arc<AtomicBool>,
-    counters: Arc<L2Counters>,
+    metrics: L2Metrics,
 ) {
+    let malformed = metrics.malformed.get_or_create(&InterfaceLabel {
+        interface: link.name.clone(),
+    });
     while !stop.load(Ordering::Relaxed) {
         let frame = match rx.next() {
             Ok(frame) => frame,
-            // Read timeouts come back as errors: look at the stop flag and read again.
-            Err(_) => continue,
+            Err(e) => {
+                // Read timeouts come back as errors: look at the stop flag and read again.
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) {
+                    std::thread::sleep(ERROR_PAUSE);
+                }
+                continue;
+            }
         };
+        link.watch_claims(frame);
         let verdict = {
-            let owned = owned
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let owned = link.owned.read().unwrap_or_else(PoisonError::into_inner);
             Responder {
-                mac,
+                mac: link.mac,
                 owned_v4: &owned.v4,
                 owned_v6: &owned.v6,
             }
             .answer(frame)
         };
         match verdict {
-            Verdict::Reply(reply) => {
-                let mut tx = tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(Err(e)) = tx.send_to(&reply, None) {
-                    tracing::warn!(interface = %name, error = %e, "reply not sent");
-                } else {
-                    counters.responses.fetch_add(1, Ordering::Relaxed);
+            Verdict::Reply { frame, target } => {
+                L2Metrics::count(&metrics.requests, target);
+                if link.send(&frame) {
+                    L2Metrics::count(&metrics.responses, target);
                 }
             }
             Verdict::Malformed(reason) => {
-                tracing::trace!(interface = %name, ?reason, "malformed frame dropped");
-                *counters
-                    .malformed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .entry(name.clone())
-                    .or_default() += 1;
+                tracing::trace!(interface = %link.name, ?reason, "malformed frame dropped");
+                malformed.inc();
             }
             Verdict::Ignore(_) => {}
         }
@@ -168,20 +163,21 @@ fn read_loop(
 }
 
 impl L2Responder {
-    /// A responder with no IPs and no open links.
-    pub fn new(config: L2Config) -> Self {
-        Self {
+    /// A responder with no IPs and no open links, and the receiving end of its reports
+    /// (address conflicts).
+    pub fn new(config: L2Config, metrics: L2Metrics) -> (Self, UnboundedReceiver<L2Report>) {
+        let (reports, rx) = tokio::sync::mpsc::unbounded_channel();
+        let responder = Self {
             config,
             links: BTreeMap::new(),
             placed: BTreeMap::new(),
             groups: BTreeMap::new(),
-            counters: Arc::default(),
-        }
-    }
-
-    /// The counters, for metrics.
-    pub fn counters(&self) -> Arc<L2Counters> {
-        self.counters.clone()
+            metrics,
+            reports,
+            last_scan: Vec::new(),
+            generation: 0,
+        };
+        (responder, rx)
     }
 
     fn open(&mut self, iface: &NetworkInterface) -> std::io::Result<()> {
@@ -197,40 +193,30 @@ impl L2Responder {
         let Channel::Ethernet(tx, rx) = pnet_datalink::channel(iface, config)? else {
             return Err(std::io::Error::other("not an Ethernet channel"));
         };
-        let tx = Arc::new(Mutex::new(tx));
-        let owned = Arc::new(RwLock::new(Owned::default()));
+        let shared = Arc::new(LinkShared {
+            name: iface.name.clone(),
+            mac,
+            tx: Mutex::new(tx),
+            owned: RwLock::new(Owned::default()),
+            claims: Mutex::default(),
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
-            let (name, tx, owned, stop, counters) = (
-                iface.name.clone(),
-                tx.clone(),
-                owned.clone(),
-                stop.clone(),
-                self.counters.clone(),
-            );
+            let (shared, stop, metrics) = (shared.clone(), stop.clone(), self.metrics.clone());
             std::thread::Builder::new()
                 .name(format!("l2-{}", iface.name))
-                .spawn(move || read_loop(name, mac, rx, tx, owned, stop, counters))?
+                .spawn(move || read_loop(shared, rx, stop, metrics))?
         };
         self.links.insert(
             iface.name.clone(),
             Link {
-                mac,
                 index: iface.index,
-                owned,
-                tx,
+                shared,
                 stop,
                 reader: Some(reader),
             },
         );
         Ok(())
-    }
-
-    fn announce_frames(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
-        match ip {
-            IpAddr::V4(v4) => ferrolb_wire::gratuitous_arp(mac, v4).into_iter().collect(),
-            IpAddr::V6(v6) => vec![ferrolb_wire::unsolicited_na(mac, v6)],
-        }
     }
 
     fn join_group(&mut self, ip: Ipv6Addr, index: u32) {
@@ -249,114 +235,160 @@ impl L2Responder {
             }
         }
     }
-}
 
-impl Announce for L2Responder {
-    fn gained(&mut self, ip: IpAddr, interfaces: &Interfaces) {
-        let all = pnet_datalink::interfaces();
-        let infos: Vec<LinkInfo> = all.iter().map(link_info).collect();
-        let chosen = select(&infos, interfaces, &self.config.excludes);
-        if chosen.is_empty() {
-            tracing::warn!(%ip, ?interfaces, "owner of this IP, but no usable interface to announce it on");
+    /// Starts a claim for `ip` on the link `name`.
+    fn start(&mut self, ip: IpAddr, iface: &NetworkInterface) {
+        if let Err(e) = self.open(iface) {
+            tracing::warn!(interface = %iface.name, error = %e, "cannot open a raw socket (CAP_NET_RAW needed)");
+            return;
         }
-        let previous = self.placed.insert(ip, chosen.clone()).unwrap_or_default();
-        for name in previous.iter().filter(|n| !chosen.contains(n)) {
-            self.withdraw_from(ip, name);
+        let Some(link) = self.links.get(&iface.name) else {
+            return;
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        link.shared
+            .owned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .wanted
+            .insert(ip, generation);
+        let (index, shared) = (link.index, link.shared.clone());
+        if let IpAddr::V6(v6) = ip {
+            self.join_group(v6, index);
         }
-        for name in &chosen {
-            let Some(iface) = all.iter().find(|i| &i.name == name) else {
-                continue;
-            };
-            if let Err(e) = self.open(iface) {
-                tracing::warn!(interface = %name, error = %e, "cannot open a raw socket (CAP_NET_RAW needed)");
-                continue;
-            }
-            let Some(link) = self.links.get(name) else {
-                continue;
-            };
-            {
-                let mut owned = link
-                    .owned
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match ip {
-                    IpAddr::V4(v4) => owned.v4.insert(v4),
-                    IpAddr::V6(v6) => owned.v6.insert(v6),
-                };
-            }
-            let (mac, index, tx, owned) =
-                (link.mac, link.index, link.tx.clone(), link.owned.clone());
-            if let IpAddr::V6(v6) = ip {
-                self.join_group(v6, index);
-            }
-            // Announce at once, then repeat while still owned: clients that missed the first
-            // (or cached the old owner) switch over.
-            let frames = Self::announce_frames(mac, ip);
-            let (repeats, interval, counters) = (
-                self.config.repeats,
-                self.config.repeat_interval,
-                self.counters.clone(),
-            );
-            let _ = std::thread::Builder::new()
-                .name("l2-announce".into())
-                .spawn(move || {
-                    for round in 0..=repeats {
-                        if round > 0 {
-                            std::thread::sleep(interval);
-                        }
-                        let still_owned = {
-                            let owned = owned
-                                .read()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            match ip {
-                                IpAddr::V4(v4) => owned.v4.contains(&v4),
-                                IpAddr::V6(v6) => owned.v6.contains(&v6),
-                            }
-                        };
-                        if !still_owned {
-                            return;
-                        }
-                        for frame in &frames {
-                            let mut tx =
-                                tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                            let _ = tx.send_to(frame, None);
-                        }
-                        *counters
-                            .gratuitous
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .entry(ip)
-                            .or_default() += 1;
-                    }
-                });
+        let claim = Claim {
+            link: shared,
+            ip,
+            generation,
+            timing: self.config.timing.clone(),
+            metrics: self.metrics.clone(),
+            reports: self.reports.clone(),
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("l2-claim".into())
+            .spawn(move || claim.run())
+        {
+            tracing::warn!(%ip, error = %e, "cannot start announcing");
         }
     }
 
-    fn lost(&mut self, ip: IpAddr) {
-        for name in self.placed.remove(&ip).unwrap_or_default() {
-            self.withdraw_from(ip, &name);
-        }
-    }
-}
-
-impl L2Responder {
     fn withdraw_from(&mut self, ip: IpAddr, name: &str) {
         let Some(link) = self.links.get(name) else {
             return;
         };
-        {
-            let mut owned = link
-                .owned
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match ip {
-                IpAddr::V4(v4) => owned.v4.remove(&v4),
-                IpAddr::V6(v6) => owned.v6.remove(&v6),
-            };
-        }
+        link.shared
+            .owned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget(ip);
         if let IpAddr::V6(v6) = ip {
             self.groups
                 .remove(&(ferrolb_wire::solicited_node(v6), link.index));
         }
+    }
+
+    /// Puts `ip` on the interfaces chosen for it now; returns them.
+    fn place(&mut self, ip: IpAddr, wanted: &Interfaces, all: &[NetworkInterface]) -> Vec<String> {
+        let infos: Vec<LinkInfo> = self.last_scan.iter().map(|s| s.info.clone()).collect();
+        let chosen = select(&infos, wanted, &self.config.filter);
+        let previous = self
+            .placed
+            .insert(ip, (wanted.clone(), chosen.clone()))
+            .map(|(_, names)| names)
+            .unwrap_or_default();
+        for name in previous.iter().filter(|n| !chosen.contains(n)) {
+            self.withdraw_from(ip, name);
+        }
+        for name in chosen.iter().filter(|n| !previous.contains(n)) {
+            if let Some(iface) = all.iter().find(|i| &i.name == name) {
+                self.start(ip, iface);
+            }
+        }
+        chosen
+    }
+
+    /// Reads the interfaces again; closes links that are gone or were replaced (new index or
+    /// MAC). True when anything changed.
+    fn rescan(&mut self) -> (bool, Vec<NetworkInterface>) {
+        let (all, scanned) = scan();
+        if scanned == self.last_scan {
+            return (false, all);
+        }
+        let stale: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(name, link)| {
+                !scanned.iter().any(|s| {
+                    &s.info.name == *name
+                        && s.index == link.index
+                        && s.info.mac == Some(link.shared.mac.0)
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(link) = self.links.remove(&name) {
+                tracing::info!(interface = %name, "interface gone or replaced; closing its socket");
+                self.groups.retain(|(_, index), _| *index != link.index);
+            }
+            // Its IPs are placed afresh below.
+            for (_, names) in self.placed.values_mut() {
+                names.retain(|n| n != &name);
+            }
+        }
+        self.last_scan = scanned;
+        (true, all)
+    }
+}
+
+impl Drop for L2Responder {
+    /// Ends every claim (their threads see it at their next step).
+    fn drop(&mut self) {
+        for link in self.links.values() {
+            *link
+                .shared
+                .owned
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Owned::default();
+        }
+    }
+}
+
+impl Announce for L2Responder {
+    fn gained(&mut self, ip: IpAddr, interfaces: &Interfaces) -> Vec<String> {
+        let (_, all) = self.rescan();
+        let chosen = self.place(ip, interfaces, &all);
+        if chosen.is_empty() {
+            tracing::warn!(%ip, ?interfaces, "owner of this IP, but no usable interface to announce it on");
+        }
+        chosen
+    }
+
+    fn lost(&mut self, ip: IpAddr) {
+        for name in self.placed.remove(&ip).map(|(_, n)| n).unwrap_or_default() {
+            self.withdraw_from(ip, &name);
+        }
+    }
+
+    fn relink(&mut self) -> Vec<(IpAddr, Vec<String>)> {
+        let (changed, all) = self.rescan();
+        if !changed {
+            return Vec::new();
+        }
+        let mut moved = Vec::new();
+        let placed: Vec<(IpAddr, Interfaces, Vec<String>)> = self
+            .placed
+            .iter()
+            .map(|(ip, (wanted, names))| (*ip, wanted.clone(), names.clone()))
+            .collect();
+        for (ip, wanted, before) in placed {
+            let after = self.place(ip, &wanted, &all);
+            if after != before {
+                tracing::info!(%ip, ?before, ?after, "interfaces changed");
+                moved.push((ip, after));
+            }
+        }
+        moved
     }
 }

@@ -28,7 +28,7 @@ fuzz_target!(|frame: &[u8]| {
     for ip in [IpAddr::V4(OUR_V4), IpAddr::V6(OUR_V6)] {
         let _ = conflict_from(frame, ip, OUR_MAC);
     }
-    if let Verdict::Reply(reply) = us.answer(frame) {
+    if let Verdict::Reply { frame: reply, .. } = us.answer(frame) {
         let them = Responder {
             mac: THEIR_MAC,
             ..us

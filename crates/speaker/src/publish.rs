@@ -1,0 +1,166 @@
+//! Writes what [`crate::visibility`] decided: `ServiceL2Status` objects (server-side apply, as
+//! the speaker's field manager, owned by this speaker's pod so they go with it) and Events. One
+//! task, in order, so a delete never overtakes the apply before it; a failed write is logged and
+//! left to the next change (the runtime's plan is level-triggered against the watched objects).
+
+use std::collections::BTreeSet;
+
+use ferrolb_api::annotations::{
+    NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, SPEAKER_FIELD_MANAGER,
+};
+use ferrolb_api::{InterfaceInfo, ServiceL2Status, ServiceL2StatusStatus};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::visibility::StatusWrite;
+
+/// Events published before the recorder is replaced: kube's recorder remembers every Event of
+/// the last minutes to count repeats, which must not grow without bound.
+const RECORDER_EVENTS: usize = 500;
+
+/// One thing to publish.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// A `ServiceL2Status` write, owned by this speaker's pod when known.
+    Status(StatusWrite, Option<OwnerReference>),
+    /// An Event about `regarding`.
+    Event {
+        /// The object (a Service or this Node).
+        regarding: ObjectReference,
+        /// Reason.
+        reason: &'static str,
+        /// Note.
+        note: String,
+        /// Warning or Normal.
+        warning: bool,
+    },
+}
+
+/// Where and as whom to write.
+#[derive(Clone)]
+pub struct Publisher {
+    /// Client.
+    pub client: Client,
+    /// Namespace of the `ServiceL2Status` objects.
+    pub namespace: String,
+    /// This node.
+    pub node: String,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("namespace", &self.namespace)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn status_object(
+    publisher: &Publisher,
+    name: &str,
+    service: &str,
+    interfaces: &BTreeSet<String>,
+    owner: Option<OwnerReference>,
+) -> ServiceL2Status {
+    let (namespace, service_name) = service.split_once('/').unwrap_or(("", service));
+    let mut object = ServiceL2Status::new(name, ferrolb_api::ServiceL2StatusSpec {});
+    object.metadata.namespace = Some(publisher.namespace.clone());
+    object.metadata.labels = Some(
+        [
+            (SERVICE_NAME_LABEL.to_owned(), service_name.to_owned()),
+            (SERVICE_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
+            (NODE_LABEL.to_owned(), publisher.node.clone()),
+        ]
+        .into(),
+    );
+    object.metadata.owner_references = owner.map(|o| vec![o]);
+    object.status = Some(ServiceL2StatusStatus {
+        node: publisher.node.clone(),
+        service_name: service_name.to_owned(),
+        service_namespace: namespace.to_owned(),
+        interfaces: interfaces
+            .iter()
+            .map(|name| InterfaceInfo { name: name.clone() })
+            .collect(),
+    });
+    object
+}
+
+async fn write_status(
+    publisher: &Publisher,
+    write: &StatusWrite,
+    owner: Option<OwnerReference>,
+) -> Result<(), kube::Error> {
+    let api: Api<ServiceL2Status> = Api::namespaced(publisher.client.clone(), &publisher.namespace);
+    let params = PatchParams::apply(SPEAKER_FIELD_MANAGER).force();
+    match write {
+        StatusWrite::Apply {
+            name,
+            service,
+            interfaces,
+        } => {
+            let object = status_object(publisher, name, service, interfaces, owner);
+            let mut main = object.clone();
+            main.status = None;
+            api.patch(name, &params, &Patch::Apply(&main)).await?;
+            api.patch_status(name, &params, &Patch::Apply(&object))
+                .await?;
+            tracing::info!(%name, %service, ?interfaces, "ServiceL2Status written");
+        }
+        StatusWrite::Delete { name } => match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => tracing::info!(%name, "ServiceL2Status deleted"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        },
+    }
+    Ok(())
+}
+
+/// Publishes everything it receives, in order, until the sender is dropped.
+pub async fn run(publisher: Publisher, mut outputs: UnboundedReceiver<Output>) {
+    let reporter = Reporter {
+        controller: "ferrolb-speaker".into(),
+        instance: Some(publisher.node.clone()),
+    };
+    let mut recorder = Recorder::new(publisher.client.clone(), reporter.clone());
+    let mut published = 0usize;
+    while let Some(output) = outputs.recv().await {
+        match output {
+            Output::Status(write, owner) => {
+                if let Err(e) = write_status(&publisher, &write, owner).await {
+                    tracing::warn!(error = %e, ?write, "ServiceL2Status write failed");
+                }
+            }
+            Output::Event {
+                regarding,
+                reason,
+                note,
+                warning,
+            } => {
+                published += 1;
+                if published.is_multiple_of(RECORDER_EVENTS) {
+                    recorder = Recorder::new(publisher.client.clone(), reporter.clone());
+                }
+                let event = Event {
+                    type_: if warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: reason.to_owned(),
+                    note: Some(note),
+                    action: "Announce".to_owned(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&event, &regarding).await {
+                    tracing::warn!(error = %e, reason, "could not publish Event");
+                }
+            }
+        }
+    }
+}
