@@ -30,8 +30,8 @@ metadata.";
 
 const AFTER_HELP: &str = "\
 Exit status: 0 when everything was converted; 2 when something was not converted (the objects \
-that could be converted are still written); 1 when the input cannot be read or the output \
-cannot be written (nothing is written).";
+that could be converted are still written); 1 on a usage error, or when the input cannot be \
+read or the output cannot be written (nothing is written).";
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -51,13 +51,23 @@ struct Args {
         short,
         long,
         env = "FERROLB_NAMESPACE",
-        default_value = ferrolb_migrate::DEFAULT_NAMESPACE
+        default_value = ferrolb_migrate::DEFAULT_NAMESPACE,
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
     )]
     namespace: String,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // clap exits 2 on a usage error, which here means "partly converted".
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+        // --help and --version.
+        Err(e) => e.exit(),
+    };
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),

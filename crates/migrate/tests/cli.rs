@@ -199,6 +199,18 @@ fn unreadable_input_exits_1_and_writes_nothing() {
 }
 
 #[test]
+fn a_usage_error_exits_1_not_2_which_means_partly_converted() {
+    let output = migrate(&["--namespace", ""], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(text(&output.stdout), "");
+    assert!(
+        text(&output.stderr).contains("--namespace"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
 fn help_names_what_is_left_out_silently_and_the_exit_codes() {
     let output = migrate(&["--help"], "");
     assert_eq!(output.status.code(), Some(0));
