@@ -8,6 +8,9 @@
     python3 hack/chart.py sync-crds       copy config/crd/*.yaml into charts/ferrolb/templates/crds/
     python3 hack/chart.py check-crds      exit 1 when the chart's CRDs differ from config/crd/
     python3 hack/chart.py check-schema    bad values must be refused with a message naming the key
+    python3 hack/chart.py check-upgrade --kubeconfig FILE
+                                          install, upgrade, uninstall, reinstall against a (test)
+                                          cluster: the gossip key survives, kept objects stay
 
 Needs only `pip install helm-python-sdk` (no helm binary, no cluster, no PyYAML: YAML is parsed
 by the Helm library itself). Output is deterministic except for the gossip key, which a plain
@@ -383,6 +386,53 @@ def cmd_check_schema(_: argparse.Namespace) -> int:
     return failed
 
 
+# ---------------------------------------------------------------- release life cycle
+
+
+def secret_key(manifest: str) -> str:
+    for part in DOC_SEPARATOR.split(manifest):
+        obj = helm.values_from_yaml(part) if part.strip() else None
+        if obj and obj.get("kind") == "Secret" and "keys" in obj.get("data", {}):
+            return str(obj["data"]["keys"])
+    raise SystemExit("the release manifest holds no gossip Secret with a `keys` entry")
+
+
+def cmd_check_upgrade(args: argparse.Namespace) -> int:
+    """Runs a release through install, upgrade, uninstall and reinstall with the real Helm
+    actions. Release history lives in memory (the test API server speaks JSON only, and Helm's
+    Secret storage writes protobuf), so the whole cycle runs in this one process."""
+    cfg = helm.Config(kubeconfig_path=args.kubeconfig, namespace=args.namespace, storage_driver="memory")
+    chart = str(CHART)
+    failed = 0
+
+    def expect(ok: bool, what: str) -> None:
+        nonlocal failed
+        print(("ok: " if ok else "FAILED: ") + what, file=sys.stdout if ok else sys.stderr)
+        failed |= 0 if ok else 1
+
+    first = cfg.install(chart, RELEASE, {}, namespace=args.namespace, create_namespace=True, timeout=60)
+    key = secret_key(first["manifest"])
+    expect(first["status"] == "deployed", f"install: revision {first['revision']} {first['status']}")
+    upgraded = cfg.upgrade(chart, RELEASE, {"speaker": {"logLevel": "debug"}}, namespace=args.namespace, timeout=60)
+    expect(upgraded["revision"] == 2, f"upgrade: revision {upgraded['revision']} {upgraded['status']}")
+    expect(secret_key(upgraded["manifest"]) == key, "upgrade keeps the gossip key (read back with lookup)")
+    gone = cfg.uninstall(RELEASE, timeout=60)
+    info = str(gone.get("info", ""))
+    kept = sorted(re.findall(r"^\[(\w+)\] (\S+)$", info, re.MULTILINE))
+    want = sorted([("Secret", f"{RELEASE}-gossip")] + [
+        ("CustomResourceDefinition", helm.values_from_yaml(s.read_text())["metadata"]["name"]) for s in crd_sources()
+    ])
+    expect(kept == want, f"uninstall keeps exactly the CRDs and the gossip Secret: {kept}")
+    again = cfg.install(chart, RELEASE, {}, namespace=args.namespace, timeout=60)
+    expect(secret_key(again["manifest"]) == key, "a reinstall adopts the kept Secret and its key")
+    cfg.upgrade(chart, RELEASE, {"crds": {"keep": False}}, namespace=args.namespace, timeout=60)
+    gone = cfg.uninstall(RELEASE, timeout=60)
+    kept = sorted(re.findall(r"^\[(\w+)\] (\S+)$", str(gone.get("info", "")), re.MULTILINE))
+    expect(kept == [("Secret", f"{RELEASE}-gossip")], f"with crds.keep=false, uninstall keeps only the gossip Secret: {kept}")
+    print(f"gossip key: {key}")
+    return failed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -400,6 +450,10 @@ def main() -> int:
         ("check-schema", cmd_check_schema, "bad values must be refused naming the key"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
+    u = sub.add_parser("check-upgrade", help="install, upgrade, uninstall and reinstall against a cluster")
+    u.add_argument("--kubeconfig", required=True)
+    u.add_argument("--namespace", "-n", default=NAMESPACE)
+    u.set_defaults(func=cmd_check_upgrade)
     args = parser.parse_args()
     try:
         return int(args.func(args))
