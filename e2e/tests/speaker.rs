@@ -30,6 +30,58 @@ impl Announce for Shared {
     }
 }
 
+/// Every `ServiceL2Status` as (announcing node, service namespace/name, interfaces).
+fn l2_statuses(server: &ferrolb_e2e::apiserver::ApiServer) -> Vec<(String, String, String)> {
+    let rt = server
+        .store()
+        .resource("ferrolb.io", "v1beta1", "servicel2statuses")
+        .unwrap();
+    let page = server
+        .store()
+        .list(&rt, Some("ferrolb-system"), &Default::default())
+        .unwrap();
+    page.items
+        .iter()
+        .map(|o| {
+            let labels = &o["metadata"]["labels"];
+            // The status follows the object by a moment.
+            if !o["status"].is_null() {
+                assert_eq!(labels["ferrolb.io/node"], o["status"]["node"]);
+            }
+            (
+                o["status"]["node"].as_str().unwrap_or_default().to_owned(),
+                format!(
+                    "{}/{}",
+                    labels["ferrolb.io/service-namespace"]
+                        .as_str()
+                        .unwrap_or_default(),
+                    labels["ferrolb.io/service-name"]
+                        .as_str()
+                        .unwrap_or_default()
+                ),
+                o["status"]["interfaces"].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Notes of the Events with `reason` about Services in `default`.
+fn events(server: &ferrolb_e2e::apiserver::ApiServer, reason: &str) -> Vec<String> {
+    let rt = server
+        .store()
+        .resource("events.k8s.io", "v1", "events")
+        .unwrap();
+    let page = server
+        .store()
+        .list(&rt, Some("default"), &Default::default())
+        .unwrap();
+    page.items
+        .iter()
+        .filter(|e| e["reason"] == reason)
+        .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -161,6 +213,25 @@ async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
         || (holders(&announced) == [first]).then_some(()),
     )
     .await;
+    // The owner says so: one ServiceL2Status, and one NodeAssigned Event naming it.
+    let status = |node: &str| {
+        vec![(
+            node.to_owned(),
+            "default/web".to_owned(),
+            r#"[{"name":"eth0"}]"#.to_owned(),
+        )]
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the owner's ServiceL2Status",
+        || (l2_statuses(&server) == status(&expected)).then_some(()),
+    )
+    .await;
+    eventually(Duration::from_secs(10), "a NodeAssigned Event", || {
+        let notes = events(&server, "NodeAssigned");
+        (notes.len() == 1 && notes[0].contains(&expected)).then_some(())
+    })
+    .await;
 
     // The owner is stopped (SIGTERM): it leaves gossip, and the next owner takes over.
     let (stop, task) = speakers.remove(first);
@@ -181,6 +252,37 @@ async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
         (holders(&announced) == [next]).then_some(())
     })
     .await;
+    // The new owner's object replaces the old one, and the Event names it.
+    eventually(
+        Duration::from_secs(10),
+        "only the new owner's ServiceL2Status",
+        || (l2_statuses(&server) == status(names[next])).then_some(()),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "a second NodeAssigned Event",
+        || {
+            let notes = events(&server, "NodeAssigned");
+            notes.iter().any(|n| n.contains(names[next])).then_some(())
+        },
+    )
+    .await;
+    // Quiet once settled: no ServiceL2Status writes while nothing changes.
+    let writes = |server: &ferrolb_e2e::apiserver::ApiServer| {
+        server
+            .writes()
+            .iter()
+            .filter(|w| w.resource.starts_with("servicel2statuses"))
+            .count()
+    };
+    let settled = writes(&server);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        writes(&server),
+        settled,
+        "ServiceL2Status rewritten without a change"
+    );
     for (stop, task) in speakers {
         let _ = stop.send(());
         task.await.unwrap();

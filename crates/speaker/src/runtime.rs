@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferrolb_api::annotations::NODE_LABEL;
+use ferrolb_api::annotations::{NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL};
 use ferrolb_api::{IPAddressPool, L2Advertisement, ServiceL2Status};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -30,7 +30,7 @@ use crate::inputs;
 use crate::l2::claim::L2Report;
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
-use crate::visibility::{Notices, StatusBook, StatusObject, reporter};
+use crate::visibility::{Notices, StatusBook, StatusObject, StatusWrite, reporter};
 
 /// How long a speaker with peers waits to join them before deciding alone (peers that never
 /// answer are down, or the key differs).
@@ -109,11 +109,17 @@ impl Stores {
             .state()
             .iter()
             .map(|o| {
+                // Labels first: they are written with the object, the status a moment later.
                 let status = o.status.clone().unwrap_or_default();
+                let label = |key: &str, or: String| o.labels().get(key).cloned().unwrap_or(or);
                 StatusObject {
                     name: o.name_any(),
-                    service: format!("{}/{}", status.service_namespace, status.service_name),
-                    node: o.labels().get(NODE_LABEL).cloned().unwrap_or(status.node),
+                    service: format!(
+                        "{}/{}",
+                        label(SERVICE_NAMESPACE_LABEL, status.service_namespace),
+                        label(SERVICE_NAME_LABEL, status.service_name)
+                    ),
+                    node: label(NODE_LABEL, status.node),
                     interfaces: status.interfaces.into_iter().map(|i| i.name).collect(),
                 }
             })
@@ -574,15 +580,15 @@ pub async fn run(
     );
     gossip.leave().await;
     tokio::time::sleep(config.grace).await;
+    let services = announcing.by_service();
     let changes = announcing.announcer.withdraw_all();
     record_changes(&metrics, &config.node, &changes);
     Announcer::apply(&changes, responder);
-    // This node's objects go with it; the next owner writes its own.
-    for write in announcing
-        .book
-        .plan(&BTreeMap::new(), &stores.status_objects())
-    {
-        let _ = outputs.send(Output::Status(write, None));
+    // This node's objects go with it (by name: one it just wrote may not be in the cache yet);
+    // the next owner writes its own.
+    for service in services.keys() {
+        let name = crate::visibility::status_name(service, &config.node);
+        let _ = outputs.send(Output::Status(StatusWrite::Delete { name }, None));
     }
     drop(outputs);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
