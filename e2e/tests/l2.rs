@@ -29,8 +29,12 @@ struct Speaker {
 
 impl Speaker {
     fn start(host: &Host, ips: &[&str]) -> Self {
+        Self::start_with(host, ips, "warn")
+    }
+
+    fn start_with(host: &Host, ips: &[&str], conflict_policy: &str) -> Self {
         let mut cmd = command_in(&host.ns, &workspace_bin("ferrolb-lab"));
-        cmd.arg("responder");
+        cmd.args(["responder", "--conflict-policy", conflict_policy]);
         for ip in ips {
             cmd.args(["--ip", ip]);
         }
@@ -134,7 +138,100 @@ fn owned_ips_are_answered_over_arp_and_ndp_and_only_while_owned() {
         ndisc(&client, "2001:db8::200").is_none(),
         "answers stop after Lost"
     );
-    speaker.stop();
+    let counters = speaker.stop();
+    // Two questions answered (one ARP, one NS), each counted under its IP.
+    for metric in [
+        "ferrolb_layer2_requests_received_total",
+        "ferrolb_layer2_responses_sent_total",
+    ] {
+        for ip in ["192.0.2.200", "2001:db8::200"] {
+            let line = format!("{metric}{{ip=\"{ip}\"}} 1");
+            assert!(counters.contains(&line), "{line} in {counters}");
+        }
+    }
+    assert!(
+        !counters.contains("ip=\"192.0.2.201\""),
+        "no series for an IP not owned"
+    );
+}
+
+#[test]
+fn a_host_already_holding_the_ip_is_reported_as_a_conflict() {
+    if !privileged() {
+        return;
+    }
+    let (_topo, a, b, client) = lab("x");
+    // The client already has both addresses (nodad: usable at once, so it answers DAD).
+    for args in [
+        [
+            "ip",
+            "addr",
+            "add",
+            "192.0.2.200/24",
+            "dev",
+            &client.iface,
+            "",
+        ],
+        [
+            "ip",
+            "addr",
+            "add",
+            "2001:db8::200/64",
+            "dev",
+            &client.iface,
+            "nodad",
+        ],
+    ] {
+        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+        in_ns(&client.ns, &args).unwrap();
+    }
+    let (client_mac, a_mac) = (mac_of(&client), mac_of(&a));
+
+    // warn: reported (log, metric, report line) and announced anyway.
+    let speaker = Speaker::start(&a, &["192.0.2.200", "2001:db8::200"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = speaker.stop();
+    for ip in ["192.0.2.200", "2001:db8::200"] {
+        let line = format!("conflict ip={ip} mac={client_mac} withdrawn=false");
+        assert!(out.contains(&line), "{line} in {out}");
+        let metric = format!("ferrolb_layer2_conflicts_total{{ip=\"{ip}\"}} 1");
+        assert!(out.contains(&metric), "{metric} in {out}");
+    }
+    assert!(
+        out.contains("ferrolb_layer2_gratuitous_sent_total{ip=\"192.0.2.200\"}"),
+        "announced anyway under warn: {out}"
+    );
+
+    // withdraw: reported, and only the other host answers.
+    let speaker = Speaker::start_with(&a, &["192.0.2.200"], "withdraw");
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = in_ns(
+        &b.ns,
+        &[
+            "arping",
+            "-c",
+            "3",
+            "-w",
+            "3",
+            "-I",
+            &b.iface,
+            "192.0.2.200",
+        ],
+    )
+    .unwrap();
+    let replies = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        replies.contains(&client_mac),
+        "the holder answers: {replies}"
+    );
+    assert!(!replies.contains(&a_mac), "ferrolb stays silent: {replies}");
+    let out = speaker.stop();
+    let line = format!("conflict ip=192.0.2.200 mac={client_mac} withdrawn=true");
+    assert!(out.contains(&line), "{line} in {out}");
+    assert!(
+        !out.contains("ferrolb_layer2_gratuitous_sent_total{ip=\"192.0.2.200\"}"),
+        "nothing announced under withdraw: {out}"
+    );
 }
 
 #[test]
