@@ -224,12 +224,12 @@ async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
     eventually(
         Duration::from_secs(10),
         "the owner's ServiceL2Status",
-        || (l2_statuses(&server) == status(&expected)).then_some(()),
+        || (l2_statuses(&server) == status(expected)).then_some(()),
     )
     .await;
     eventually(Duration::from_secs(10), "a NodeAssigned Event", || {
         let notes = events(&server, "NodeAssigned");
-        (notes.len() == 1 && notes[0].contains(&expected)).then_some(())
+        (notes.len() == 1 && notes[0].contains(expected)).then_some(())
     })
     .await;
 
