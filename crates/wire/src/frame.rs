@@ -93,7 +93,7 @@ fn frame_buffer(len: usize) -> Vec<u8> {
 }
 
 /// An Ethernet frame carrying `arp`, padded to [`MIN_FRAME_LEN`].
-pub(crate) fn arp_frame(src: Mac, dst: Mac, arp: &ArpRepr) -> Vec<u8> {
+pub fn arp_frame(src: Mac, dst: Mac, arp: &ArpRepr) -> Vec<u8> {
     let eth = EthernetRepr {
         src,
         dst,
@@ -108,7 +108,7 @@ pub(crate) fn arp_frame(src: Mac, dst: Mac, arp: &ArpRepr) -> Vec<u8> {
 
 /// An Ethernet frame carrying `ndp` in an IPv6 packet from `src_ip` to `dst_ip` with hop
 /// limit 255 and a correct checksum.
-pub(crate) fn ndp_frame(
+pub fn ndp_frame(
     src_mac: Mac,
     dst_mac: Mac,
     src_ip: Ipv6Addr,

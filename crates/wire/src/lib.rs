@@ -54,6 +54,7 @@ pub use announce::{arp_probe, conflict_from, dad_ns, gratuitous_arp, unsolicited
 pub use answer::{Ignored, Malformed, Responder, Verdict};
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, Mac};
+pub use frame::{arp_frame, ndp_frame};
 pub use icmpv6::Icmpv6Packet;
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use ndp::{NaFlags, NdpRepr, NeighborAdvert, NeighborPacket, NeighborSolicit, solicited_node};

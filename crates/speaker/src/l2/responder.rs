@@ -23,7 +23,8 @@ use crate::announcer::Announce;
 use crate::election::Interfaces;
 use crate::l2::claim::{Claim, ClaimTiming, L2Report, LinkShared, Owned};
 use crate::l2::interfaces::{LinkInfo, NameFilter, select};
-use crate::metrics::{InterfaceLabel, L2Metrics};
+use crate::metrics::{InterfaceLabel, IpLabel, L2Metrics};
+use prometheus_client::metrics::counter::Counter;
 
 /// IFF_NOARP from `<linux/if.h>`.
 const IFF_NOARP: u32 = 0x80;
@@ -122,6 +123,8 @@ fn read_loop(
     let malformed = metrics.malformed.get_or_create(&InterfaceLabel {
         interface: link.name.clone(),
     });
+    // Per-IP counters looked up once, not per frame (a label lookup formats the IP).
+    let mut per_ip: BTreeMap<IpAddr, (Counter, Counter)> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
         let frame = match rx.next() {
             Ok(frame) => frame,
@@ -148,9 +151,18 @@ fn read_loop(
         };
         match verdict {
             Verdict::Reply { frame, target } => {
-                L2Metrics::count(&metrics.requests, target);
+                let (requests, responses) = per_ip.entry(target).or_insert_with(|| {
+                    let label = IpLabel {
+                        ip: target.to_string(),
+                    };
+                    (
+                        metrics.requests.get_or_create(&label).clone(),
+                        metrics.responses.get_or_create(&label).clone(),
+                    )
+                });
+                requests.inc();
                 if link.send(&frame) {
-                    L2Metrics::count(&metrics.responses, target);
+                    responses.inc();
                 }
             }
             Verdict::Malformed(reason) => {
