@@ -78,7 +78,9 @@ pub async fn spawn(
         addr: local_addr,
         incarnation,
     };
-    let seed = incarnation ^ u64::from(local_addr.port()).rotate_left(32);
+    // From the OS: nonces under the shared key must never repeat across speakers, and
+    // speakers started in the same millisecond on the same port are common.
+    let seed: u64 = rand::random();
     let mut gossip = GossipNode::new(me, timing.config(), sealer, seed);
     let (alive_tx, alive) = watch::channel(gossip.alive());
     let (stats_tx, stats) = watch::channel(GossipStats::default());
