@@ -286,6 +286,64 @@ fn a_gratuitous_arp_moves_the_clients_neighbour_entry_to_the_new_owner() {
 }
 
 #[test]
+fn gaining_an_ip_sends_gratuitous_arp_and_an_unsolicited_na_on_the_wire() {
+    if !privileged() {
+        return;
+    }
+    let (_topo, a, _b, client) = lab("w");
+    // tcpdump in the client namespace, started before the responder gains the IPs.
+    // Probe, gratuitous request and reply, NA, then the first repeat of each: 7 frames in ~1 s.
+    let mut capture = command_in(&client.ns, "timeout")
+        .args([
+            "10",
+            "tcpdump",
+            "-l",
+            "-n",
+            "-e",
+            "-i",
+            &client.iface,
+            "-c",
+            "7",
+            "arp or (icmp6 and ip6[40] == 136)",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(capture.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("listening") {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "tcpdump did not start: {said}"
+        );
+        said.push_str(&line);
+    }
+    std::thread::spawn(move || for _ in err.lines() {});
+    let speaker = Speaker::start(&a, &["192.0.2.200", "2001:db8::200"]);
+    let mac = mac_of(&a);
+    let out = capture.wait_with_output().unwrap();
+    speaker.stop();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    // The gratuitous request and reply, broadcast from the owner, sender = target = the IP.
+    assert!(
+        text.contains(&format!("{mac} > ff:ff:ff:ff:ff:ff"))
+            && text.contains("who-has 192.0.2.200 tell 192.0.2.200"),
+        "gratuitous ARP request: {text}"
+    );
+    assert!(
+        text.contains("192.0.2.200 is-at"),
+        "gratuitous ARP reply: {text}"
+    );
+    // The unsolicited NA to all-nodes.
+    assert!(
+        text.contains("> 33:33:00:00:00:01") && text.contains("tgt is 2001:db8::200"),
+        "unsolicited NA to ff02::1: {text}"
+    );
+}
+
+#[test]
 fn a_flood_of_malformed_frames_is_counted_and_answers_continue() {
     if !privileged() {
         return;
