@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+
+use crate::exposition::{to_text_format, wants_openmetrics};
 
 /// What the endpoints read.
 #[derive(Debug, Clone)]
@@ -19,19 +21,24 @@ pub struct Health {
     pub ready: Arc<AtomicBool>,
 }
 
-async fn metrics(State(health): State<Health>) -> impl IntoResponse {
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the Prometheus text format.
+async fn metrics(State(health): State<Health>, headers: HeaderMap) -> impl IntoResponse {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &health.registry) {
-        Ok(()) => (
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &health.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if wants_openmetrics(accept) {
+        let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        (StatusCode::OK, [(header::CONTENT_TYPE, kind)], body).into_response()
+    } else {
+        let kind = "text/plain; version=0.0.4; charset=utf-8";
+        (
             StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
+            [(header::CONTENT_TYPE, kind)],
+            to_text_format(&body),
         )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            .into_response()
     }
 }
 

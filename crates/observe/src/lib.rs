@@ -1,6 +1,7 @@
 //! What every ferrolb binary shows operators: `/metrics`, `/healthz`, `/readyz` ([`http`]) and
 //! logs in text or JSON ([`init_logging`]).
 
+pub mod exposition;
 pub mod http;
 
 /// Sets up logging as `--log-format` says (`text` or `json`); the level comes from `RUST_LOG`
