@@ -2,6 +2,9 @@
 //! - `responder --ip IP...`: answer ARP/NDP for these IPs on every interface until stdin closes;
 //!   a line `lose IP` or `gain IP` changes ownership. Prints counters at exit.
 //! - `flood --iface IF --count N`: send malformed and truncated ARP/NDP frames.
+//! - `probe --target IP`: an HTTP request to IP every 10 ms, one line per probe (who answered,
+//!   or why not) until stdin closes, then a summary (see `ferrolb_e2e::lab::failure`).
+//! - `send-udp --to ADDR --hex HEX...`: send each hex string as one UDP datagram.
 
 #![allow(
     clippy::print_stdout,
@@ -10,6 +13,9 @@
 
 use std::io::BufRead;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ferrolb_speaker::announcer::Announce;
@@ -79,6 +85,81 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         count: u32,
     },
+    /// Probe a Service IP with HTTP requests (each its own TCP connection) every interval until
+    /// stdin closes (or for --duration-ms), printing one line per probe and a summary.
+    Probe {
+        /// The IP to probe.
+        #[arg(long)]
+        target: IpAddr,
+        /// TCP port.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+        /// Time between probes.
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
+        /// Time a probe is given (connect, request and answer).
+        #[arg(long, default_value_t = 250)]
+        timeout_ms: u64,
+        /// Stop after this long instead of at the end of stdin.
+        #[arg(long)]
+        duration_ms: Option<u64>,
+    },
+    /// Send each hex string as one UDP datagram.
+    SendUdp {
+        /// Destination.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Datagram bytes in hex (repeat for several).
+        #[arg(long = "hex")]
+        datagrams: Vec<String>,
+    },
+}
+
+fn run_probe(
+    target: IpAddr,
+    port: u16,
+    interval: Duration,
+    timeout: Duration,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    if duration.is_none() {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Runs until the caller closes stdin (or goes away).
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    ferrolb_e2e::lab::failure::run_prober(
+        std::net::SocketAddr::new(target, port),
+        interval,
+        timeout,
+        duration,
+        &stop,
+        &mut std::io::stdout().lock(),
+    )?;
+    Ok(())
+}
+
+fn send_udp(to: std::net::SocketAddr, datagrams: &[String]) -> anyhow::Result<()> {
+    let bind: std::net::SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let socket = std::net::UdpSocket::bind(bind)?;
+    for hex in datagrams {
+        anyhow::ensure!(hex.len() % 2 == 0, "odd hex length");
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()?;
+        socket.send_to(&bytes, to)?;
+        // Paced a little, so a burst does not overflow the receiver's socket buffer.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
 }
 
 fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
@@ -306,6 +387,20 @@ fn main() -> anyhow::Result<()> {
             conflict_policy,
         } => responder(ips, conflict_policy),
         Command::Flood { iface, count } => flood(&iface, count),
+        Command::Probe {
+            target,
+            port,
+            interval_ms,
+            timeout_ms,
+            duration_ms,
+        } => run_probe(
+            target,
+            port,
+            Duration::from_millis(interval_ms),
+            Duration::from_millis(timeout_ms),
+            duration_ms.map(Duration::from_millis),
+        ),
+        Command::SendUdp { to, datagrams } => send_udp(to, &datagrams),
         Command::Up { nodes, prefix } => {
             let prefix = prefix.unwrap_or_else(|| format!("fl{}", std::process::id() % 10_000));
             match ferrolb_e2e::lab::cluster::up(&prefix, nodes) {

@@ -2,4 +2,5 @@
 //! with ferrolb running in them.
 
 pub mod cluster;
+pub mod failure;
 pub mod netns;
