@@ -385,3 +385,89 @@ pub fn backend(name: &str, port: u16) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Starts one more controller replica in the lab's bridge namespace, as `up` starts the first
+/// (same kubeconfig, namespace and log level), under its own `identity` (the Lease holder name)
+/// with /metrics on `metrics_addr`. Its log is appended to `controller-<identity>.log` in the
+/// lab's directory, so a replica restarted under the same identity keeps its earlier log.
+///
+/// # Errors
+/// When the binary is missing or cannot be started.
+pub fn start_controller(prefix: &str, identity: &str, metrics_addr: &str) -> anyhow::Result<()> {
+    let dir = lab_dir(prefix);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("controller-{identity}.log")))?;
+    command_in(
+        &format!("{prefix}br"),
+        &sibling("ferrolb-controller")?.display().to_string(),
+    )
+    .args([
+        "--namespace",
+        "ferrolb-system",
+        "--metrics-addr",
+        metrics_addr,
+        "--identity",
+        identity,
+    ])
+    .env("KUBECONFIG", dir.join("kubeconfig"))
+    .env("RUST_LOG", "info")
+    .stdin(Stdio::null())
+    .stdout(log.try_clone()?)
+    .stderr(log)
+    .spawn()?;
+    Ok(())
+}
+
+/// Process ids of the lab's running controller replicas named `identity`: the processes in the
+/// bridge namespace whose program is `ferrolb-controller` and whose arguments hold `--identity
+/// <identity>` (read from `/proc/<pid>/cmdline`; a dead, unreaped process has none).
+pub fn controller_pids(prefix: &str, identity: &str) -> Vec<u32> {
+    let Ok(out) = Command::new("ip")
+        .args(["netns", "pids", &format!("{prefix}br")])
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|pid| pid.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let program = args.first().and_then(|a| a.rsplit(|b| *b == b'/').next());
+            program == Some(b"ferrolb-controller".as_slice())
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--identity" && w[1] == identity.as_bytes())
+        })
+        .collect()
+}
+
+/// Sends `signal` (a `kill` signal name: `KILL`, `TERM`) to the lab's controller replica named
+/// `identity` and waits (up to 10 s) until it no longer runs. Returns the process ids signalled.
+///
+/// # Errors
+/// When no such replica runs, `kill` fails, or it still runs after 10 s.
+pub fn stop_controller(prefix: &str, identity: &str, signal: &str) -> anyhow::Result<Vec<u32>> {
+    let pids = controller_pids(prefix, identity);
+    anyhow::ensure!(
+        !pids.is_empty(),
+        "no controller {identity} runs in lab {prefix}"
+    );
+    for pid in &pids {
+        super::netns::run("kill", &[&format!("-{signal}"), &pid.to_string()])?;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !controller_pids(prefix, identity).is_empty() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "controller {identity} still runs 10 s after SIG{signal}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(pids)
+}
