@@ -230,6 +230,15 @@ impl GossipNode {
         }
     }
 
+    /// Changes the protocol's timing (the cluster grew or shrank). Timers already set keep
+    /// their time; the next ones follow the new configuration.
+    ///
+    /// # Errors
+    /// When foca refuses the configuration (a bug in [`super::timing::Timing`]).
+    pub fn set_config(&mut self, config: Config) -> Result<(), String> {
+        self.foca.set_config(config).map_err(|e| e.to_string())
+    }
+
     /// When the next timer is due.
     pub fn next_deadline(&self) -> Option<Duration> {
         self.timers.keys().next().map(|(at, _)| *at)
@@ -287,3 +296,27 @@ fn rejection_name(e: Rejected) -> &'static str {
 /// foca's errors here are protocol noise (late timers after a rename, and the like); they are
 /// counted by the caller through stats where they matter and otherwise ignored.
 fn tracing_free_log(_e: &foca::Error) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::seal::KeyRing;
+    use crate::gossip::timing::Timing;
+
+    #[test]
+    fn timing_for_a_larger_cluster_is_accepted_at_run_time() {
+        let member = Member {
+            node: "a".into(),
+            addr: SocketAddr::from(([192, 0, 2, 10], 7946)),
+            incarnation: 1,
+        };
+        let sealer = Sealer::new(
+            KeyRing::from_lines("k").unwrap_or_else(|e| panic!("{e}")),
+            10_000,
+        );
+        let mut node = GossipNode::new(member, Timing::for_cluster(3).config(), sealer, 7);
+        for size in [100, 1000, 3] {
+            assert_eq!(node.set_config(Timing::for_cluster(size).config()), Ok(()));
+        }
+    }
+}

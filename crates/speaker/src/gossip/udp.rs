@@ -63,7 +63,7 @@ fn clock(start: Instant) -> Clock {
 pub async fn spawn(
     bind: SocketAddr,
     node: &str,
-    timing: Timing,
+    mut timing: Timing,
     sealer: Sealer,
     peers: Vec<SocketAddr>,
 ) -> std::io::Result<GossipHandle> {
@@ -118,6 +118,18 @@ pub async fn spawn(
                 }
                 Ok(()) = peers_rx.changed() => {
                     let peers = peers_rx.borrow_and_update().clone();
+                    // Suspicion must last long enough for a refutation to cross the whole
+                    // cluster: follow its size as speakers come and go.
+                    let wanted = Timing::for_cluster(peers.len().max(3));
+                    if wanted != timing {
+                        match gossip.set_config(wanted.config()) {
+                            Ok(()) => {
+                                tracing::info!(speakers = peers.len(), suspect_to_down_ms = wanted.suspect_to_down.as_millis(), "gossip timing follows the cluster size");
+                                timing = wanted;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "gossip timing unchanged"),
+                        }
+                    }
                     let known = gossip.alive().len() - 1;
                     if known < peers.iter().filter(|p| **p != local_addr).count() {
                         for peer in peers.into_iter().filter(|p| *p != local_addr) {
