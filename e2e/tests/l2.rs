@@ -6,7 +6,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ferrolb_e2e::lab::netns::{Host, Topology, command_in, in_ns, privileged};
 
@@ -25,6 +26,8 @@ fn workspace_bin(name: &str) -> String {
 struct Speaker {
     child: Child,
     stdin: ChildStdin,
+    /// What it said on stderr after starting.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Speaker {
@@ -52,8 +55,14 @@ impl Speaker {
             line.contains("responder ready"),
             "responder did not start: {line}"
         );
-        std::thread::spawn(move || for _ in err.lines() {});
-        Self { child, stdin }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, stdin, log }
     }
 
     fn command(&mut self, line: &str) {
@@ -341,6 +350,43 @@ fn gaining_an_ip_sends_gratuitous_arp_and_an_unsolicited_na_on_the_wire() {
         text.contains("> 33:33:00:00:00:01") && text.contains("tgt is 2001:db8::200"),
         "unsolicited NA to ff02::1: {text}"
     );
+}
+
+#[test]
+fn links_added_or_removed_are_used_or_dropped_without_a_restart() {
+    if !privileged() {
+        return;
+    }
+    let (_topo, a, _b, _client) = lab("k");
+    let speaker = Speaker::start(&a, &["192.0.2.200"]);
+    let wait_for = |line: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !speaker.log.lock().unwrap().iter().any(|l| l == line) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{line}` in {:?}",
+                speaker.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // A new pair of links comes up: the IP is answered there too, at once.
+    for args in [
+        &[
+            "ip", "link", "add", "xa", "type", "veth", "peer", "name", "xb",
+        ][..],
+        &["ip", "link", "set", "xa", "up"],
+        &["ip", "link", "set", "xb", "up"],
+    ] {
+        in_ns(&a.ns, args).unwrap();
+    }
+    let mut names = vec![a.iface.clone(), "xa".into(), "xb".into()];
+    names.sort();
+    wait_for(&format!("relinked 192.0.2.200 {}", names.join(",")));
+    // They go away: only the original link is left.
+    in_ns(&a.ns, &["ip", "link", "del", "xa"]).unwrap();
+    wait_for(&format!("relinked 192.0.2.200 {}", a.iface));
+    speaker.stop();
 }
 
 #[test]

@@ -192,9 +192,32 @@ fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
     for ip in ips {
         l2.gained(ip, &Interfaces::All);
     }
+    // Link changes, as the speaker watches them; commands from stdin on their own thread.
+    let (links_tx, mut links) = tokio::sync::mpsc::unbounded_channel();
+    ferrolb_speaker::l2::linkwatch::spawn(links_tx)?;
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
     eprintln!("responder ready");
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
+    loop {
+        let line = match lines.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if links.try_recv().is_ok() {
+                    while links.try_recv().is_ok() {}
+                    for (ip, interfaces) in l2.relink() {
+                        eprintln!("relinked {ip} {}", interfaces.join(","));
+                    }
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut words = line.split_whitespace();
         match (
             words.next(),

@@ -120,9 +120,14 @@ fn read_loop(
     stop: Arc<AtomicBool>,
     metrics: L2Metrics,
 ) {
-    let malformed = metrics.malformed.get_or_create(&InterfaceLabel {
-        interface: link.name.clone(),
-    });
+    // Cloned out of the family: holding what `get_or_create` returns keeps the family's lock,
+    // and the next interface's reader could never add its own series.
+    let malformed = metrics
+        .malformed
+        .get_or_create(&InterfaceLabel {
+            interface: link.name.clone(),
+        })
+        .clone();
     // Per-IP counters looked up once, not per frame (a label lookup formats the IP).
     let mut per_ip: BTreeMap<IpAddr, (Counter, Counter)> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
@@ -384,16 +389,17 @@ impl Announce for L2Responder {
     }
 
     fn relink(&mut self) -> Vec<(IpAddr, Vec<String>)> {
-        let (changed, all) = self.rescan();
-        if !changed {
-            return Vec::new();
-        }
-        let mut moved = Vec::new();
+        // Before the rescan, which forgets links that are gone.
         let placed: Vec<(IpAddr, Interfaces, Vec<String>)> = self
             .placed
             .iter()
             .map(|(ip, (wanted, names))| (*ip, wanted.clone(), names.clone()))
             .collect();
+        let (changed, all) = self.rescan();
+        if !changed {
+            return Vec::new();
+        }
+        let mut moved = Vec::new();
         for (ip, wanted, before) in placed {
             let after = self.place(ip, &wanted, &all);
             if after != before {
