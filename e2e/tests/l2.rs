@@ -380,7 +380,7 @@ fn links_added_or_removed_are_used_or_dropped_without_a_restart() {
     ] {
         in_ns(&a.ns, args).unwrap();
     }
-    let mut names = vec![a.iface.clone(), "xa".into(), "xb".into()];
+    let mut names = [a.iface.clone(), "xa".into(), "xb".into()];
     names.sort();
     wait_for(&format!("relinked 192.0.2.200 {}", names.join(",")));
     // They go away: only the original link is left.
