@@ -831,6 +831,7 @@ fn a_foreign_writer_flipping_an_out_of_pool_ip_costs_at_most_one_write_per_chang
         );
     }
     let writes = settled() - writes_before;
+    eprintln!("{writes} controller writes for {CHANGES} foreign changes");
     let _ = watch.kill();
     let _ = watch.wait();
 
