@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_api::IPAddressPool;
+use ferrolb_observe::events::{Events, Severity as EventSeverity};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -29,8 +29,6 @@ use crate::metrics::{Metrics, PoolLabel, ResultLabel};
 const MAX_CONCURRENT_WRITES: usize = 32;
 /// Wait before writing again after a failed write.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// Events per recorder before a fresh one (see `Executor::recorder`).
-const RECORDER_EVENTS: usize = 500;
 
 /// What the runtime needs to know.
 #[derive(Debug, Clone)]
@@ -83,9 +81,7 @@ type Done = (String, Result<(), String>);
 struct Executor {
     client: Client,
     namespace: String,
-    recorder: Recorder,
-    reporter: Reporter,
-    published: usize,
+    events: Events,
     metrics: Arc<Metrics>,
     running: FuturesUnordered<BoxFuture<'static, Done>>,
     busy: HashSet<String>,
@@ -140,26 +136,10 @@ impl Executor {
         self.start_ready();
     }
 
-    /// The recorder for the next Event. kube's recorder remembers every Event it published in
-    /// the last six minutes (to count repeats as a series); ferrolb publishes an Event only when
-    /// something changes, so a fresh recorder every few hundred Events loses nothing and keeps a
-    /// 10,000-Service start-up from holding 10,000 Events in memory.
-    fn recorder(&mut self) -> Recorder {
-        self.published += 1;
-        if self.published.is_multiple_of(RECORDER_EVENTS) {
-            self.recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        }
-        self.recorder.clone()
-    }
-
     fn perform(&mut self, key: String, action: Action) -> BoxFuture<'static, Done> {
         let client = self.client.clone();
         let namespace = self.namespace.clone();
-        let recorder = if matches!(action, Action::Event { .. }) {
-            Some(self.recorder())
-        } else {
-            None
-        };
+        let events = self.events.clone();
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let params = PatchParams {
@@ -214,21 +194,21 @@ impl Executor {
                     })
                 }
                 Action::Event { object, notice } => {
-                    let event = KubeEvent {
-                        type_: match notice.severity {
-                            Severity::Normal => EventType::Normal,
-                            Severity::Warning => EventType::Warning,
-                        },
-                        reason: notice.reason.to_owned(),
-                        note: Some(notice.note.clone()),
-                        action: "Allocate".to_owned(),
-                        secondary: None,
+                    let severity = match notice.severity {
+                        Severity::Normal => EventSeverity::Normal,
+                        Severity::Warning => EventSeverity::Warning,
                     };
                     // An Event that cannot be published is logged; it never blocks a write.
-                    let Some(recorder) = recorder else {
-                        return (key, Ok(()));
-                    };
-                    if let Err(e) = recorder.publish(&event, &object_reference(object)).await {
+                    if let Err(e) = events
+                        .publish(
+                            &object_reference(object),
+                            severity,
+                            notice.reason,
+                            "Allocate",
+                            &notice.note,
+                        )
+                        .await
+                    {
                         tracing::warn!(error = %e, reason = notice.reason, "could not publish Event");
                     }
                     Ok(())
@@ -290,16 +270,15 @@ pub async fn run(
     let mut engine = Engine::new(EngineConfig {
         lb_class: config.lb_class.clone(),
     });
-    let reporter = Reporter {
-        controller: "ferrolb-controller".into(),
-        instance: config.instance.clone(),
-    };
+    let events = Events::new(
+        client.clone(),
+        "ferrolb-controller",
+        config.instance.as_deref().unwrap_or("ferrolb-controller"),
+    );
     let mut exec = Executor {
         client: client.clone(),
         namespace: config.namespace.clone(),
-        recorder: Recorder::new(client.clone(), reporter.clone()),
-        reporter,
-        published: 0,
+        events: events.clone(),
         metrics: metrics.clone(),
         running: FuturesUnordered::new(),
         busy: HashSet::new(),
@@ -344,13 +323,7 @@ pub async fn run(
     let (mut svc_relist, mut pool_relist, mut ns_relist) =
         (Relist::default(), Relist::default(), Relist::default());
     let (retry_tx, mut retry_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let invalid_recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "ferrolb-controller".into(),
-            instance: config.instance.clone(),
-        },
-    );
+    let invalid_recorder = events;
 
     loop {
         tokio::select! {
@@ -414,7 +387,7 @@ pub async fn run(
 }
 
 async fn report_invalid(
-    recorder: &Recorder,
+    recorder: &Events,
     kind: &'static str,
     api_version: &'static str,
     meta: &kube::api::ObjectMeta,
@@ -429,14 +402,17 @@ async fn report_invalid(
         uid: meta.uid.clone(),
         ..ObjectReference::default()
     };
-    let event = KubeEvent {
-        type_: EventType::Warning,
-        reason: "InvalidObject".into(),
-        note: Some(error.chars().take(1000).collect()),
-        action: "Parse".into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &reference).await {
+    let note: String = error.chars().take(1000).collect();
+    if let Err(e) = recorder
+        .publish(
+            &reference,
+            EventSeverity::Warning,
+            "InvalidObject",
+            "Parse",
+            &note,
+        )
+        .await
+    {
         tracing::warn!(error = %e, "could not publish Event");
     }
 }
@@ -445,7 +421,7 @@ async fn handle_services(
     engine: &mut Engine,
     relist: &mut Relist,
     event: Event<DeserializeGuard<Service>>,
-    recorder: &Recorder,
+    recorder: &Events,
 ) -> Vec<Action> {
     match event {
         Event::Init => {
@@ -496,7 +472,7 @@ async fn handle_pools(
     engine: &mut Engine,
     relist: &mut Relist,
     event: Event<DeserializeGuard<IPAddressPool>>,
-    recorder: &Recorder,
+    recorder: &Events,
 ) -> Vec<Action> {
     match event {
         Event::Init => {

@@ -1,6 +1,7 @@
 //! What every ferrolb binary shows operators: `/metrics`, `/healthz`, `/readyz` ([`http`]) and
 //! logs in text or JSON ([`init_logging`]).
 
+pub mod events;
 pub mod exposition;
 pub mod http;
 

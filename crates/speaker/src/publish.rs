@@ -9,18 +9,14 @@ use ferrolb_api::annotations::{
     NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, SPEAKER_FIELD_MANAGER,
 };
 use ferrolb_api::{InterfaceInfo, ServiceL2Status, ServiceL2StatusStatus};
+use ferrolb_observe::events::{Events, Severity};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::visibility::StatusWrite;
-
-/// Events published before the recorder is replaced: kube's recorder remembers every Event of
-/// the last minutes to count repeats, which must not grow without bound.
-const RECORDER_EVENTS: usize = 500;
 
 /// One thing to publish.
 #[derive(Debug, Clone)]
@@ -123,12 +119,7 @@ async fn write_status(
 
 /// Publishes everything it receives, in order, until the sender is dropped.
 pub async fn run(publisher: Publisher, mut outputs: UnboundedReceiver<Output>) {
-    let reporter = Reporter {
-        controller: "ferrolb-speaker".into(),
-        instance: Some(publisher.node.clone()),
-    };
-    let mut recorder = Recorder::new(publisher.client.clone(), reporter.clone());
-    let mut published = 0usize;
+    let events = Events::new(publisher.client.clone(), "ferrolb-speaker", &publisher.node);
     while let Some(output) = outputs.recv().await {
         match output {
             Output::Status(write, owner) => {
@@ -142,22 +133,15 @@ pub async fn run(publisher: Publisher, mut outputs: UnboundedReceiver<Output>) {
                 note,
                 warning,
             } => {
-                published += 1;
-                if published.is_multiple_of(RECORDER_EVENTS) {
-                    recorder = Recorder::new(publisher.client.clone(), reporter.clone());
-                }
-                let event = Event {
-                    type_: if warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: reason.to_owned(),
-                    note: Some(note),
-                    action: "Announce".to_owned(),
-                    secondary: None,
+                let severity = if warning {
+                    Severity::Warning
+                } else {
+                    Severity::Normal
                 };
-                if let Err(e) = recorder.publish(&event, &regarding).await {
+                if let Err(e) = events
+                    .publish(&regarding, severity, reason, "Announce", &note)
+                    .await
+                {
                     tracing::warn!(error = %e, reason, "could not publish Event");
                 }
             }
