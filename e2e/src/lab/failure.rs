@@ -58,41 +58,64 @@ pub fn client_ns(prefix: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Probing
 
-/// One probe: when it was sent and, if it was answered in time, by which node and how fast.
+/// How a probe ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The backend answered: the node's name.
+    Served(String),
+    /// The connection was made (the IP was reachable) but broken before the answer, e.g. reset
+    /// by a node that took over the IP mid-connection and has no state for it: why.
+    Reset(String),
+    /// No connection within the timeout (or refused): why.
+    Lost(String),
+}
+
+/// One probe: when it was sent, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeRecord {
     /// Sequence number (0, 1, ...), one per interval.
     pub seq: u64,
     /// Wall clock at sending, µs since the epoch.
     pub sent_us: u64,
-    /// Connect + request + answer, µs; `None` when it failed or timed out.
+    /// Time to the answer ([`Outcome::Served`]) or to the connection ([`Outcome::Reset`]), µs.
     pub rtt_us: Option<u64>,
-    /// The node that answered (the backend's body), or why it failed.
-    pub detail: String,
+    /// How it ended.
+    pub outcome: Outcome,
 }
 
 impl ProbeRecord {
-    /// When the answer came, if one did.
+    /// When the IP answered (the backend's answer, or the connection of a reset probe), if it
+    /// did.
     pub fn reply_us(&self) -> Option<u64> {
-        self.rtt_us.map(|rtt| self.sent_us + rtt)
+        match self.outcome {
+            Outcome::Lost(_) => None,
+            _ => self.rtt_us.map(|rtt| self.sent_us + rtt),
+        }
     }
 
-    /// The node that answered.
+    /// The node that served it.
     pub fn node(&self) -> Option<&str> {
-        self.rtt_us.map(|_| self.detail.as_str())
+        match &self.outcome {
+            Outcome::Served(node) => Some(node),
+            _ => None,
+        }
     }
 
     /// The line `ferrolb-lab probe` prints for it.
     pub fn line(&self) -> String {
-        match self.rtt_us {
-            Some(rtt) => format!(
-                "probe seq={} sent_us={} rtt_us={rtt} node={}",
-                self.seq, self.sent_us, self.detail
+        let rtt = self.rtt_us.unwrap_or(0);
+        match &self.outcome {
+            Outcome::Served(node) => format!(
+                "probe seq={} sent_us={} rtt_us={rtt} node={node}",
+                self.seq, self.sent_us
             ),
-            None => format!(
-                "probe seq={} sent_us={} lost={}",
-                self.seq, self.sent_us, self.detail
+            Outcome::Reset(why) => format!(
+                "probe seq={} sent_us={} rtt_us={rtt} reset={why}",
+                self.seq, self.sent_us
             ),
+            Outcome::Lost(why) => {
+                format!("probe seq={} sent_us={} lost={why}", self.seq, self.sent_us)
+            }
         }
     }
 
@@ -105,19 +128,19 @@ impl ProbeRecord {
             .collect();
         let seq = fields.get("seq")?.parse().ok()?;
         let sent_us = fields.get("sent_us")?.parse().ok()?;
-        if let Some(node) = fields.get("node") {
-            return Some(Self {
-                seq,
-                sent_us,
-                rtt_us: Some(fields.get("rtt_us")?.parse().ok()?),
-                detail: (*node).to_owned(),
-            });
-        }
+        let rtt = || fields.get("rtt_us").and_then(|r| r.parse().ok());
+        let (rtt_us, outcome) = if let Some(node) = fields.get("node") {
+            (Some(rtt()?), Outcome::Served((*node).to_owned()))
+        } else if let Some(why) = fields.get("reset") {
+            (Some(rtt()?), Outcome::Reset((*why).to_owned()))
+        } else {
+            (None, Outcome::Lost((*fields.get("lost")?).to_owned()))
+        };
         Some(Self {
             seq,
             sent_us,
-            rtt_us: None,
-            detail: (*fields.get("lost")?).to_owned(),
+            rtt_us,
+            outcome,
         })
     }
 }
@@ -127,11 +150,14 @@ impl ProbeRecord {
 pub struct ProbeReport {
     /// Probes sent.
     pub sent: u64,
-    /// Probes answered in time.
+    /// Probes the backend answered in time.
     pub answered: u64,
-    /// Probes not answered in time.
+    /// Probes that connected but were reset before the answer (the IP moved mid-connection).
+    pub reset: u64,
+    /// Probes with no connection in time: traffic that did not get through.
     pub lost: u64,
-    /// The longest time without a reply: between two consecutive replies, or from the first probe
+    /// The longest time without a reply (an answer, or a connection that was then reset):
+    /// between two consecutive replies, or from the first probe
     /// to the first reply, or from the last reply to the end of the run (the last probe's send
     /// time plus the timeout) when probes were lost after it.
     pub longest_gap: Duration,
@@ -153,13 +179,15 @@ impl ProbeReport {
         };
         let mut replies: Vec<u64> = Vec::new();
         for r in &records {
-            if let Some(at) = r.reply_us() {
-                report.answered += 1;
-                replies.push(at);
-                *report.by_node.entry(r.detail.clone()).or_default() += 1;
-            } else {
-                report.lost += 1;
+            match &r.outcome {
+                Outcome::Served(node) => {
+                    report.answered += 1;
+                    *report.by_node.entry(node.clone()).or_default() += 1;
+                }
+                Outcome::Reset(_) => report.reset += 1,
+                Outcome::Lost(_) => report.lost += 1,
             }
+            replies.extend(r.reply_us());
         }
         replies.sort_unstable();
         let timeout_us = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
@@ -197,19 +225,39 @@ impl ProbeReport {
     }
 }
 
-/// One HTTP probe of `target`: the node that answered, or why not.
-fn probe_once(target: SocketAddr, timeout: Duration) -> Result<String, &'static str> {
+/// One HTTP probe of `target`: how it ended, and when (since `start`) it connected or was
+/// answered.
+fn probe_once(target: SocketAddr, timeout: Duration) -> (Outcome, Option<Duration>) {
     let start = Instant::now();
+    let connected = match TcpStream::connect_timeout(&target, timeout) {
+        Ok(stream) => stream,
+        Err(e) => {
+            let why = match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timeout",
+                std::io::ErrorKind::ConnectionRefused => "refused",
+                _ => "connect",
+            };
+            return (Outcome::Lost(why.to_owned()), None);
+        }
+    };
+    let connect_time = start.elapsed();
+    match exchange(connected, start, timeout) {
+        Ok(node) => (Outcome::Served(node), Some(start.elapsed())),
+        Err(why) => (Outcome::Reset(why.to_owned()), Some(connect_time)),
+    }
+}
+
+/// The HTTP request and answer on a connected stream, within what is left of `timeout`.
+fn exchange(
+    mut stream: TcpStream,
+    start: Instant,
+    timeout: Duration,
+) -> Result<String, &'static str> {
     let left = || {
         timeout
             .checked_sub(start.elapsed())
             .filter(|d| !d.is_zero())
     };
-    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(|e| match e.kind() {
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timeout",
-        std::io::ErrorKind::ConnectionRefused => "refused",
-        _ => "connect",
-    })?;
     stream
         .set_write_timeout(Some(left().ok_or("timeout")?))
         .map_err(|_| "socket")?;
@@ -275,24 +323,13 @@ pub fn run_prober(
         // A thread per probe: probes never wait for each other, so a lost one does not delay
         // the next (at most timeout / interval of them are in flight).
         std::thread::spawn(move || {
-            let began = Instant::now();
-            let result = probe_once(target, timeout);
-            let rtt = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let record = match result {
-                Ok(node) => ProbeRecord {
-                    seq: this,
-                    sent_us,
-                    rtt_us: Some(rtt),
-                    detail: node,
-                },
-                Err(why) => ProbeRecord {
-                    seq: this,
-                    sent_us,
-                    rtt_us: None,
-                    detail: why.to_owned(),
-                },
-            };
-            let _ = tx.send(record);
+            let (outcome, rtt) = probe_once(target, timeout);
+            let _ = tx.send(ProbeRecord {
+                seq: this,
+                sent_us,
+                rtt_us: rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                outcome,
+            });
         });
         seq += 1;
         for record in rx.try_iter() {
@@ -318,9 +355,10 @@ pub fn run_prober(
     let report = ProbeReport::from_records(records, timeout);
     writeln!(
         out,
-        "summary sent={} answered={} lost={} longest_gap_ms={:.1}",
+        "summary sent={} answered={} reset={} lost={} longest_gap_ms={:.1}",
         report.sent,
         report.answered,
+        report.reset,
         report.lost,
         report.longest_gap.as_secs_f64() * 1000.0
     )?;
@@ -1165,7 +1203,7 @@ mod tests {
             seq,
             sent_us: sent_ms * 1000,
             rtt_us: Some(rtt_ms * 1000),
-            detail: node.into(),
+            outcome: Outcome::Served(node.into()),
         }
     }
 
@@ -1174,13 +1212,19 @@ mod tests {
             seq,
             sent_us: sent_ms * 1000,
             rtt_us: None,
-            detail: "timeout".into(),
+            outcome: Outcome::Lost("timeout".into()),
         }
     }
 
     #[test]
     fn probe_lines_round_trip() {
-        for r in [ok(3, 1_000, 2, "node-1"), lost(4, 1_010)] {
+        let reset = ProbeRecord {
+            seq: 5,
+            sent_us: 1_020_000,
+            rtt_us: Some(300),
+            outcome: Outcome::Reset("read".into()),
+        };
+        for r in [ok(3, 1_000, 2, "node-1"), lost(4, 1_010), reset] {
             assert_eq!(ProbeRecord::parse(&r.line()), Some(r));
         }
         assert_eq!(ProbeRecord::parse("summary sent=1"), None);
@@ -1201,6 +1245,24 @@ mod tests {
         assert_eq!(report.gap_start_us, 11_000);
         assert_eq!(report.by_node.get("node-2"), Some(&2));
         assert_eq!(report.replies_since(500_000).len(), 2);
+    }
+
+    #[test]
+    fn a_reset_probe_is_not_lost_but_serves_nobody() {
+        let records = vec![
+            ok(0, 0, 1, "node-1"),
+            ProbeRecord {
+                seq: 1,
+                sent_us: 10_000,
+                rtt_us: Some(1_000),
+                outcome: Outcome::Reset("read".into()),
+            },
+            ok(2, 20, 1, "node-2"),
+        ];
+        let report = ProbeReport::from_records(records, Duration::from_millis(50));
+        assert_eq!((report.answered, report.reset, report.lost), (2, 1, 0));
+        assert_eq!(report.longest_gap, Duration::from_millis(10));
+        assert_eq!(report.by_node.len(), 2);
     }
 
     #[test]
