@@ -700,6 +700,16 @@ impl Speaker {
     }
 }
 
+/// Makes the client forget the link-layer address of `ip`, so its next packet asks again (and
+/// reaches whoever answers ARP/NDP for it now, not the node it learnt earlier).
+///
+/// # Errors
+/// When iproute2 fails.
+pub fn forget_neighbour(prefix: &str, ip: &str) -> anyhow::Result<()> {
+    in_ns(&client_ns(prefix), &["ip", "neigh", "flush", "to", ip])?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Links and gossip partitions
 
