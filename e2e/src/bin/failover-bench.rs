@@ -272,17 +272,22 @@ struct Keepalived {
 
 impl Keepalived {
     fn config(scenario: Scenario, node: u8) -> String {
-        // VRRPv2 defaults: advert_int 1, priority 100. Every node starts as BACKUP with
-        // nopreempt, so a node back on the network does not take the VIP back (which would be a
-        // second, unmeasured move before the next trial); it changes nothing in a failover.
+        // VRRPv2 defaults (advert_int 1, version 2), or VRRPv3 with advert_int 0.1. Priorities
+        // differ (200, 150, 100), as in any real deployment: with equal ones two backups can take
+        // over at the same instant, one then yields and drops the VIP, and a client that took its
+        // gratuitous ARP is cut off until the winner repeats its own 5 s later. Every node
+        // starts as BACKUP with nopreempt, so a node back on the network does not take the VIP
+        // back (a second, unmeasured move before the next trial); that changes nothing in a
+        // failover.
         let (version, advert) = match scenario {
             Scenario::KeepalivedV3 => (3, "0.1"),
             _ => (2, "1"),
         };
+        let priority = 250 - 50 * u32::from(node);
         format!(
             "global_defs {{\n  router_id node-{node}\n  vrrp_version {version}\n}}\n\
              vrrp_instance lab {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
-             priority 100\n  advert_int {advert}\n  nopreempt\n  virtual_ipaddress {{\n    \
+             priority {priority}\n  advert_int {advert}\n  nopreempt\n  virtual_ipaddress {{\n    \
              {VIP}/32 dev eth0\n  }}\n}}\n"
         )
     }
