@@ -138,8 +138,7 @@ fn rolling_restart_of_the_owner_speaker_loses_no_probe() {
         let ips = serve(prefix, NODES, 0).unwrap();
         let ip = &ips[0];
         // As in a real rolling restart, the owner has long finished its gratuitous ARP repeats
-        // (3, 1 s apart, after gaining the IP). (A speaker stopped while it still repeats them
-        // sends them through its grace period and pulls clients back from the next owner.)
+        // (3, 1 s apart, after gaining the IP). (A leaving speaker stops them anyway.)
         let owner = wait_settled(
             prefix,
             NODES,
@@ -229,6 +228,16 @@ fn rolling_restart_of_the_owner_speaker_loses_no_probe() {
             before_restart,
             vec![new.as_str()],
             "served by {new} from the handover until the restart"
+        );
+        // A graceful handover is no address conflict: the leaving speaker leaves the next
+        // owner's probe unanswered.
+        let log = std::fs::read_to_string(
+            ferrolb_e2e::lab::cluster::lab_dir(prefix).join(format!("speaker-{new}.log")),
+        )
+        .unwrap();
+        assert!(
+            !log.contains("address conflict"),
+            "{new} reported a conflict at the handover:\n{log}"
         );
     });
 }

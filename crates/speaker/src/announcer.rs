@@ -40,6 +40,12 @@ pub trait Announce {
     fn relink(&mut self) -> Vec<(IpAddr, Vec<String>)> {
         Vec::new()
     }
+    /// The speaker is leaving: keep answering, but announce nothing more and leave address
+    /// probes to the next owner.
+    fn quiesce(&mut self) {}
+    /// Announce every answered IP once more (a member came back: clients that moved to an
+    /// interim owner during a partition must come back).
+    fn reannounce(&mut self) {}
 }
 
 /// This node's current announcements.

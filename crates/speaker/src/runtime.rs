@@ -497,6 +497,7 @@ pub async fn run(
     let patience = tokio::time::sleep(JOIN_PATIENCE);
     tokio::pin!(patience);
     let mut recheck = tokio::time::interval(RECHECK);
+    let mut previous_view: BTreeSet<String> = BTreeSet::new();
     loop {
         let mut relink = false;
         tokio::select! {
@@ -551,6 +552,12 @@ pub async fn run(
         record_changes(&metrics, &config.node, &changes);
         let placed = Announcer::apply(&changes, responder);
         announcing.record(&changes, placed);
+        // A member came back (a healed partition, a node back on the network): clients may have
+        // moved to an interim owner meanwhile; tell them again where this node's IPs are.
+        if !previous_view.is_empty() && view.iter().any(|m| !previous_view.contains(m)) {
+            responder.reannounce();
+        }
+        previous_view.clone_from(&view);
         let now = announcing.by_service();
         for service in now.keys().filter(|s| !before.contains(*s)) {
             metrics.owner_changes.inc();
@@ -579,6 +586,7 @@ pub async fn run(
         "leaving gossip; answering during the grace period"
     );
     gossip.leave().await;
+    responder.quiesce();
     tokio::time::sleep(config.grace).await;
     let services = announcing.by_service();
     let changes = announcing.announcer.withdraw_all();

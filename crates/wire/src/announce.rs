@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::arp::ArpRepr;
+use crate::arp::{ArpOperation, ArpRepr};
 use crate::ethernet::Mac;
 use crate::frame::{self, Packet};
 use crate::ndp::{ALL_NODES, NaFlags, NdpRepr, NeighborAdvert, NeighborSolicit, solicited_node};
@@ -74,6 +74,24 @@ pub fn dad_ns(mac: Mac, ip: Ipv6Addr) -> Vec<u8> {
     )
 }
 
+/// Whether `frame` is an address probe: an ARP request from `0.0.0.0` ([`arp_probe`]) or a
+/// duplicate-address Neighbor Solicitation from `::` ([`dad_ns`]). Malformed frames are not.
+pub fn is_address_probe(frame: &[u8]) -> bool {
+    let Ok((eth, payload)) = frame::parse_ethernet(frame) else {
+        return false;
+    };
+    match frame::parse_payload(eth.ethertype, payload) {
+        Ok(Packet::Arp(arp)) => {
+            arp.operation == ArpOperation::Request && arp.sender_ip == Ipv4Addr::UNSPECIFIED
+        }
+        Ok(Packet::Ndp {
+            ip,
+            ndp: NdpRepr::Solicit(_),
+        }) => ip.src_addr == Ipv6Addr::UNSPECIFIED,
+        _ => false,
+    }
+}
+
 /// The MAC of another host claiming `ip`, if `frame` is such a claim:
 ///
 /// - an ARP request or reply whose sender IP is `ip` and sender MAC is not `our_mac`
@@ -113,6 +131,17 @@ mod tests {
 
     fn our_v6() -> Ipv6Addr {
         "2001:db8::10".parse().unwrap()
+    }
+
+    #[test]
+    fn probes_are_told_from_questions() {
+        assert!(is_address_probe(&arp_probe(OUR_MAC, OUR_V4)));
+        assert!(is_address_probe(&dad_ns(OUR_MAC, our_v6())));
+        for frame in gratuitous_arp(OUR_MAC, OUR_V4) {
+            assert!(!is_address_probe(&frame));
+        }
+        assert!(!is_address_probe(&unsolicited_na(OUR_MAC, our_v6())));
+        assert!(!is_address_probe(&[0u8; 10]));
     }
 
     #[test]

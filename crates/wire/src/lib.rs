@@ -50,7 +50,9 @@ pub mod icmpv6;
 pub mod ipv6;
 pub mod ndp;
 
-pub use announce::{arp_probe, conflict_from, dad_ns, gratuitous_arp, unsolicited_na};
+pub use announce::{
+    arp_probe, conflict_from, dad_ns, gratuitous_arp, is_address_probe, unsolicited_na,
+};
 pub use answer::{Ignored, Malformed, Responder, Verdict};
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, Mac};

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -126,6 +127,9 @@ pub struct LinkShared {
     pub owned: RwLock<Owned>,
     /// IPs being probed, with the MACs seen claiming them (filled by the reader thread).
     pub claims: Mutex<BTreeMap<IpAddr, BTreeSet<Mac>>>,
+    /// The speaker is leaving: keep answering questions, but announce nothing more and leave
+    /// address probes to the next owner (answering them would look like a conflict there).
+    pub quiet: AtomicBool,
 }
 
 impl std::fmt::Debug for LinkShared {
@@ -219,6 +223,11 @@ fn announce_frames(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
     }
 }
 
+/// The gratuitous frames announcing `ip` from `mac`.
+pub fn announcement(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
+    announce_frames(mac, ip)
+}
+
 /// One claim: everything a link does for an IP it gained.
 #[derive(Debug)]
 pub struct Claim {
@@ -238,6 +247,9 @@ pub struct Claim {
 
 impl Claim {
     fn announce(&self, frames: &[Vec<u8>]) {
+        if self.link.quiet.load(Ordering::Relaxed) {
+            return;
+        }
         let sent = frames.iter().filter(|f| self.link.send(f)).count();
         if sent > 0 {
             L2Metrics::count(&self.metrics.gratuitous, self.ip);

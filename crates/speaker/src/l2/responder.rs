@@ -145,6 +145,9 @@ fn read_loop(
             }
         };
         link.watch_claims(frame);
+        if link.quiet.load(Ordering::Relaxed) && ferrolb_wire::is_address_probe(frame) {
+            continue;
+        }
         let verdict = {
             let owned = link.owned.read().unwrap_or_else(PoisonError::into_inner);
             Responder {
@@ -216,6 +219,7 @@ impl L2Responder {
             tx: Mutex::new(tx),
             owned: RwLock::new(Owned::default()),
             claims: Mutex::default(),
+            quiet: AtomicBool::new(false),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -385,6 +389,37 @@ impl Announce for L2Responder {
     fn lost(&mut self, ip: IpAddr) {
         for name in self.placed.remove(&ip).map(|(_, n)| n).unwrap_or_default() {
             self.withdraw_from(ip, &name);
+        }
+    }
+
+    fn quiesce(&mut self) {
+        for link in self.links.values() {
+            link.shared.quiet.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn reannounce(&mut self) {
+        for link in self.links.values() {
+            let owned: Vec<IpAddr> = {
+                let owned = link
+                    .shared
+                    .owned
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                owned
+                    .v4
+                    .iter()
+                    .copied()
+                    .map(IpAddr::V4)
+                    .chain(owned.v6.iter().copied().map(IpAddr::V6))
+                    .collect()
+            };
+            for ip in owned {
+                let frames = crate::l2::claim::announcement(link.shared.mac, ip);
+                if frames.iter().filter(|f| link.shared.send(f)).count() > 0 {
+                    L2Metrics::count(&self.metrics.gratuitous, ip);
+                }
+            }
         }
     }
 
