@@ -84,6 +84,9 @@ enum Command {
         /// Frames to send.
         #[arg(long, default_value_t = 10_000)]
         count: u32,
+        /// Frames per second (0: as fast as the link takes them).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
     },
     /// Probe a Service IP with HTTP requests (each its own TCP connection) every interval until
     /// stdin closes (or for --duration-ms), printing one line per probe and a summary.
@@ -250,7 +253,8 @@ fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn flood(iface: &str, count: u32) -> anyhow::Result<()> {
+fn flood(iface: &str, count: u32, rate: u32) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let interfaces = pnet_datalink::interfaces();
     let Some(nic) = interfaces.iter().find(|i| i.name == iface) else {
         anyhow::bail!("no interface {iface}")
@@ -287,6 +291,13 @@ fn flood(iface: &str, count: u32) -> anyhow::Result<()> {
         }
         if let Some(Err(e)) = tx.send_to(&frame, None) {
             anyhow::bail!("send failed: {e}");
+        }
+        // Paced: frame i leaves no earlier than i / rate seconds after the start.
+        if rate > 0 {
+            let due = Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
         }
     }
     Ok(())
@@ -409,7 +420,7 @@ fn main() -> anyhow::Result<()> {
             ips,
             conflict_policy,
         } => responder(ips, conflict_policy),
-        Command::Flood { iface, count } => flood(&iface, count),
+        Command::Flood { iface, count, rate } => flood(&iface, count, rate),
         Command::Probe {
             target,
             port,
