@@ -216,16 +216,12 @@ fn probe_frame(mac: Mac, ip: IpAddr) -> Vec<u8> {
     }
 }
 
-fn announce_frames(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
+/// The gratuitous frames announcing `ip` from `mac`.
+pub fn announce_frames(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
     match ip {
         IpAddr::V4(v4) => ferrolb_wire::gratuitous_arp(mac, v4).into_iter().collect(),
         IpAddr::V6(v6) => vec![ferrolb_wire::unsolicited_na(mac, v6)],
     }
-}
-
-/// The gratuitous frames announcing `ip` from `mac`.
-pub fn announcement(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
-    announce_frames(mac, ip)
 }
 
 /// One claim: everything a link does for an IP it gained.

@@ -77,6 +77,8 @@ pub struct L2Responder {
     metrics: L2Metrics,
     reports: UnboundedSender<L2Report>,
     last_scan: Vec<Scanned>,
+    /// The kernel's interfaces at that scan (what channels are opened on).
+    interfaces: Vec<NetworkInterface>,
     generation: u64,
 }
 
@@ -195,6 +197,7 @@ impl L2Responder {
             metrics,
             reports,
             last_scan: Vec::new(),
+            interfaces: Vec::new(),
             generation: 0,
         };
         (responder, rx)
@@ -333,6 +336,7 @@ impl L2Responder {
     /// MAC). True when anything changed.
     fn rescan(&mut self) -> (bool, Vec<NetworkInterface>) {
         let (all, scanned) = scan();
+        self.interfaces.clone_from(&all);
         if scanned == self.last_scan {
             return (false, all);
         }
@@ -378,7 +382,13 @@ impl Drop for L2Responder {
 
 impl Announce for L2Responder {
     fn gained(&mut self, ip: IpAddr, interfaces: &Interfaces) -> Vec<String> {
-        let (_, all) = self.rescan();
+        // The links as last scanned: link changes rescan through `relink` (rtnetlink, and a
+        // periodic recheck), so gaining a thousand IPs at start-up does not read the kernel's
+        // interfaces a thousand times.
+        if self.interfaces.is_empty() {
+            self.rescan();
+        }
+        let all = self.interfaces.clone();
         let chosen = self.place(ip, interfaces, &all);
         if chosen.is_empty() {
             tracing::warn!(%ip, ?interfaces, "owner of this IP, but no usable interface to announce it on");
@@ -415,7 +425,7 @@ impl Announce for L2Responder {
                     .collect()
             };
             for ip in owned {
-                let frames = crate::l2::claim::announcement(link.shared.mac, ip);
+                let frames = crate::l2::claim::announce_frames(link.shared.mac, ip);
                 if frames.iter().filter(|f| link.shared.send(f)).count() > 0 {
                     L2Metrics::count(&self.metrics.gratuitous, ip);
                 }
