@@ -1,0 +1,466 @@
+//! The lab's tool (run as root). Subcommands used inside network namespaces:
+//! - `responder --ip IP...`: answer ARP/NDP for these IPs on every interface until stdin closes;
+//!   a line `lose IP` or `gain IP` changes ownership. Prints counters at exit.
+//! - `flood --iface IF --count N`: send malformed and truncated ARP/NDP frames.
+//! - `probe --target IP`: an HTTP request to IP every 10 ms, one line per probe (who answered,
+//!   or why not) until stdin closes, then a summary (see `ferrolb_lab::failure`).
+//! - `send-udp --to ADDR --hex HEX...`: send each hex string as one UDP datagram.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "the responder reports its counters on stdout for the test that runs it"
+)]
+
+use std::io::BufRead;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ferrolb_speaker::announcer::Announce;
+use ferrolb_speaker::election::Interfaces;
+use ferrolb_speaker::l2::claim::{ClaimTiming, ConflictPolicy, L2Report};
+use ferrolb_speaker::l2::interfaces::NameFilter;
+use ferrolb_speaker::l2::responder::{L2Config, L2Responder};
+
+#[derive(Debug, Parser)]
+#[command(name = "ferrolb-lab", about = "ferrolb's network-namespace lab tool")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the lab: namespaces, API server, controller, a speaker per node, a client.
+    Up {
+        /// Node namespaces.
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        /// Prefix of every name (default: derived from the process id).
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// The tour: bring a lab up, give a Service an IP, reach it from the client, cut its owner
+    /// off the network, show the new owner and the outage, then remove everything.
+    Demo {
+        /// Node namespaces.
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        /// Use the lab `up` made with this prefix (and leave it up) instead of a new one.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Remove everything of a lab (also after a crash).
+    Down {
+        /// The lab's prefix, as `up` printed it.
+        #[arg(long)]
+        prefix: String,
+    },
+    /// HTTP backend answering with the node's name (runs inside a node namespace).
+    Backend {
+        /// Node name to answer with.
+        #[arg(long)]
+        name: String,
+        /// Port.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
+    /// Answer ARP/NDP for IPs on every interface until stdin closes.
+    Responder {
+        /// IPs to own from the start.
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
+        /// What to do when another host answers for a gained IP.
+        #[arg(long, value_enum, default_value_t = ConflictPolicy::Warn)]
+        conflict_policy: ConflictPolicy,
+    },
+    /// Send malformed and truncated frames on an interface.
+    Flood {
+        /// Interface.
+        #[arg(long)]
+        iface: String,
+        /// Frames to send.
+        #[arg(long, default_value_t = 10_000)]
+        count: u32,
+        /// Frames per second (0: as fast as the link takes them).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+    },
+    /// Probe a Service IP with HTTP requests (each its own TCP connection) every interval until
+    /// stdin closes (or for --duration-ms), printing one line per probe and a summary.
+    Probe {
+        /// The IP to probe.
+        #[arg(long)]
+        target: IpAddr,
+        /// TCP port.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+        /// Time between probes.
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
+        /// Time a probe is given (connect, request and answer).
+        #[arg(long, default_value_t = 250)]
+        timeout_ms: u64,
+        /// Stop after this long instead of at the end of stdin.
+        #[arg(long)]
+        duration_ms: Option<u64>,
+    },
+    /// Send each hex string as one UDP datagram.
+    SendUdp {
+        /// Destination.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Datagram bytes in hex (repeat for several).
+        #[arg(long = "hex")]
+        datagrams: Vec<String>,
+    },
+}
+
+fn run_probe(
+    target: IpAddr,
+    port: u16,
+    interval: Duration,
+    timeout: Duration,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    if duration.is_none() {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Runs until the caller closes stdin (or goes away).
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    ferrolb_lab::failure::run_prober(
+        std::net::SocketAddr::new(target, port),
+        interval,
+        timeout,
+        duration,
+        &stop,
+        &mut std::io::stdout().lock(),
+    )?;
+    Ok(())
+}
+
+fn send_udp(to: std::net::SocketAddr, datagrams: &[String]) -> anyhow::Result<()> {
+    let bind: std::net::SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let socket = std::net::UdpSocket::bind(bind)?;
+    for hex in datagrams {
+        anyhow::ensure!(hex.len() % 2 == 0, "odd hex length");
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()?;
+        socket.send_to(&bytes, to)?;
+        // Paced a little, so a burst does not overflow the receiver's socket buffer.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
+fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = ferrolb_speaker::metrics::Metrics::new(&mut registry);
+    let (mut l2, mut reports) = L2Responder::new(
+        L2Config {
+            filter: NameFilter {
+                include: Vec::new(),
+                exclude: vec!["lo".into()],
+            },
+            timing: ClaimTiming {
+                policy,
+                ..ClaimTiming::default()
+            },
+        },
+        metrics.l2.clone(),
+    );
+    // Conflicts are printed as they come, one line each.
+    std::thread::spawn(move || {
+        while let Some(report) = reports.blocking_recv() {
+            if let L2Report::Conflict {
+                ip, mac, withdrawn, ..
+            } = report
+            {
+                println!("conflict ip={ip} mac={mac} withdrawn={withdrawn}");
+            }
+        }
+    });
+    for ip in ips {
+        l2.gained(ip, &Interfaces::All);
+    }
+    // Link changes, as the speaker watches them; commands from stdin on their own thread.
+    let (links_tx, mut links) = tokio::sync::mpsc::unbounded_channel();
+    ferrolb_speaker::l2::linkwatch::spawn(links_tx)?;
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    eprintln!("responder ready");
+    loop {
+        let line = match lines.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if links.try_recv().is_ok() {
+                    while links.try_recv().is_ok() {}
+                    for (ip, interfaces) in l2.relink() {
+                        eprintln!("relinked {ip} {}", interfaces.join(","));
+                    }
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut words = line.split_whitespace();
+        match (
+            words.next(),
+            words.next().and_then(|w| w.parse::<IpAddr>().ok()),
+        ) {
+            (Some("gain"), Some(ip)) => {
+                l2.gained(ip, &Interfaces::All);
+            }
+            (Some("lose"), Some(ip)) => l2.lost(ip),
+            _ => eprintln!("unknown command: {line}"),
+        }
+        eprintln!("ok {line}");
+    }
+    drop(l2);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    let sum = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(" ").next()?.parse::<u64>().ok())
+            .sum()
+    };
+    println!(
+        "responses={} malformed={} requests={}",
+        sum("ferrolb_layer2_responses_sent_total"),
+        sum("ferrolb_layer2_malformed_frames_total"),
+        sum("ferrolb_layer2_requests_received_total")
+    );
+    print!("{text}");
+    Ok(())
+}
+
+fn flood(iface: &str, count: u32, rate: u32) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let interfaces = pnet_datalink::interfaces();
+    let Some(nic) = interfaces.iter().find(|i| i.name == iface) else {
+        anyhow::bail!("no interface {iface}")
+    };
+    let pnet_datalink::Channel::Ethernet(mut tx, _rx) =
+        pnet_datalink::channel(nic, pnet_datalink::Config::default())?
+    else {
+        anyhow::bail!("not an Ethernet interface");
+    };
+    let mac = nic.mac.map(|m| m.octets()).unwrap_or_default();
+    // A valid ARP request to mutate: truncated at every length, wrong sizes, bad opcodes.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&[192, 0, 2, 250, 0, 0, 0, 0, 0, 0, 192, 0, 2, 200]);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..count {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut frame = arp.clone();
+        match i % 4 {
+            0 => frame.truncate(14 + (seed as usize % 28)),
+            1 => frame[18] = (seed % 255) as u8 + 1,
+            2 => frame[20] = 0xff,
+            _ => {
+                let at = 14 + (seed as usize % (frame.len() - 14));
+                frame[at] ^= (seed >> 8) as u8 | 1;
+            }
+        }
+        if frame.len() < 14 {
+            continue;
+        }
+        if let Some(Err(e)) = tx.send_to(&frame, None) {
+            anyhow::bail!("send failed: {e}");
+        }
+        // Paced: frame i leaves no earlier than i / rate seconds after the start.
+        if rate > 0 {
+            let due = Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One HTTP GET from the client namespace; the node name that answered.
+fn probe(prefix: &str, ip: &str, timeout: &str) -> Option<String> {
+    let out = ferrolb_lab::netns::in_ns(
+        &format!("{prefix}cl"),
+        &["curl", "-s", "-m", timeout, &format!("http://{ip}/")],
+    )
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+fn demo(nodes: u8, existing: Option<String>) -> anyhow::Result<()> {
+    use ferrolb_lab::cluster::{down, kubectl, publish_backends, up};
+    use std::time::{Duration, Instant};
+    let own_lab = existing.is_none();
+    let prefix = existing.unwrap_or_else(|| format!("fd{}", std::process::id() % 10_000));
+    let topo = if own_lab {
+        println!(
+            "== bringing up lab {prefix}: {nodes} nodes, a client, API server and controller (namespaces {prefix}*)"
+        );
+        match up(&prefix, nodes) {
+            Ok(t) => t,
+            Err(e) => {
+                down(&prefix);
+                return Err(e);
+            }
+        }
+    } else {
+        ferrolb_lab::netns::Topology::attach(&prefix, nodes)
+    };
+    let result = (|| -> anyhow::Result<()> {
+        println!(
+            "== creating an IPAddressPool (192.0.2.192/27), an L2Advertisement and a LoadBalancer Service"
+        );
+        kubectl(
+            &prefix,
+            &["apply", "-f", "-"],
+            Some(ferrolb_lab::cluster::DEMO_OBJECTS),
+        )?;
+        publish_backends(&prefix, "default", "web", nodes)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ip = loop {
+            let ip = kubectl(
+                &prefix,
+                &[
+                    "get",
+                    "svc",
+                    "web",
+                    "-o",
+                    "jsonpath={.status.loadBalancer.ingress[0].ip}",
+                ],
+                None,
+            )?;
+            if !ip.is_empty() {
+                break ip;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the Service got no IP");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        print!("{}", kubectl(&prefix, &["get", "svc", "web"], None)?);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let owner = loop {
+            if let Some(node) = probe(&prefix, &ip, "1") {
+                break node;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the client never reached {ip}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        println!("== the client reached http://{ip}/ and {owner} answered");
+        let index: usize = owner.trim_start_matches("node-").parse()?;
+        let host = topo
+            .hosts
+            .iter()
+            .find(|h| h.ns == format!("{prefix}n{index}"))
+            .ok_or_else(|| anyhow::anyhow!("no namespace for {owner}"))?;
+        println!("== taking {owner} off the network; probing every 10 ms");
+        topo.set_link(host, false)?;
+        let cut = Instant::now();
+        let (new_owner, outage) = loop {
+            if let Some(node) = probe(&prefix, &ip, "0.1") {
+                break (node, cut.elapsed());
+            }
+            anyhow::ensure!(
+                cut.elapsed() < Duration::from_secs(30),
+                "nobody took over {ip}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        println!(
+            "== {new_owner} took over {ip}; the client was cut off for about {} ms",
+            outage.as_millis()
+        );
+        topo.set_link(host, true)?;
+        println!("== {owner} is back on the network");
+        let events = kubectl(&prefix, &["describe", "svc", "web"], None)?;
+        if let Some(at) = events.find("Events:") {
+            print!("{}", &events[at..]);
+        }
+        Ok(())
+    })();
+    if own_lab {
+        drop(topo);
+        down(&prefix);
+        println!("== lab {prefix} removed");
+    } else {
+        // Someone else's lab: leave it as it was.
+        std::mem::forget(topo);
+    }
+    result
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Command::Responder {
+            ips,
+            conflict_policy,
+        } => responder(ips, conflict_policy),
+        Command::Flood { iface, count, rate } => flood(&iface, count, rate),
+        Command::Probe {
+            target,
+            port,
+            interval_ms,
+            timeout_ms,
+            duration_ms,
+        } => run_probe(
+            target,
+            port,
+            Duration::from_millis(interval_ms),
+            Duration::from_millis(timeout_ms),
+            duration_ms.map(Duration::from_millis),
+        ),
+        Command::SendUdp { to, datagrams } => send_udp(to, &datagrams),
+        Command::Up { nodes, prefix } => {
+            let prefix = prefix.unwrap_or_else(|| format!("fl{}", std::process::id() % 10_000));
+            match ferrolb_lab::cluster::up(&prefix, nodes) {
+                Ok(topo) => {
+                    // The lab outlives this command; `down` removes it.
+                    std::mem::forget(topo);
+                    let kc = ferrolb_lab::cluster::lab_dir(&prefix).join("kubeconfig");
+                    println!("lab {prefix} is up: kubeconfig {}", kc.display());
+                    println!(
+                        "  ip netns exec {prefix}br kubectl --kubeconfig {} get nodes",
+                        kc.display()
+                    );
+                    println!("  remove it with: ferrolb-lab down --prefix {prefix}");
+                    Ok(())
+                }
+                Err(e) => {
+                    ferrolb_lab::cluster::down(&prefix);
+                    Err(e)
+                }
+            }
+        }
+        Command::Demo { nodes, prefix } => demo(nodes, prefix),
+        Command::Down { prefix } => {
+            ferrolb_lab::cluster::down(&prefix);
+            Ok(())
+        }
+        Command::Backend { name, port } => ferrolb_lab::cluster::backend(&name, port),
+    }
+}

@@ -1,0 +1,541 @@
+//! `failover-bench` (root): how long clients lose a Service IP when its node or speaker fails, in
+//! the lab topology (3 node namespaces on a bridge, a client namespace), compared with
+//! keepalived.
+//!
+//! A prober in the client namespace (`ferrolb-lab probe`) opens a TCP connection to the IP and
+//! sends an HTTP GET every 10 ms; a trial's outage is the longest gap between replies. Per
+//! scenario, `--trials` trials (default 20):
+//! - `node-cut`: the owner node's bridge port goes down; restored after traffic resumes;
+//! - `kill`: the owner's speaker gets `kill -9`; started again after traffic resumes;
+//! - `sigterm`: the owner's speaker gets SIGTERM (a rolling restart), exits after its grace
+//!   (2 s in the lab) and is started again, all while probing: lost probes are counted too;
+//! - `keepalived-default` / `keepalived-v3-100ms`: keepalived (VRRPv2 defaults; VRRPv3 with
+//!   `advert_int 0.1`) in each node namespace holds 198.51.100.10 instead, and the master node is
+//!   cut off the same way.
+//!
+//! Before each trial the lab must be settled (every speaker sees 3 alive, one owner, unchanged
+//! for 3.5 s: past the previous owner's gratuitous ARP repeats) or, for keepalived, one master.
+//! Ends with one line per measurement:
+//! `failover-bench impl=<ferrolb|keepalived-default|keepalived-v3-100ms> scenario=<..> p50_ms=..
+//! p95_ms=.. max_ms=..`, the SIGTERM lost-probe counts, then
+//! `failover-bench ratio_node_cut_p95_vs_keepalived_default=..`.
+//!
+//! Run with `cargo run --release -p ferrolb-e2e --bin failover-bench` (it builds the other lab
+//! binaries of the same profile first when started by cargo). Everything is removed at the end,
+//! also on failure; after a crash, `ferrolb-lab down --prefix fb<N>` (the prefix is printed).
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark reports its figures on stdout and its progress on stderr"
+)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use ferrolb_lab::cluster::{down, lab_dir, up};
+use ferrolb_lab::failure::{
+    ProbeReport, Prober, Speaker, client_ns, forget_neighbour, log_tails, node_ns, now_us, serve,
+    set_node_link, wait_settled,
+};
+use ferrolb_lab::netns::{Topology, command_in, in_ns};
+
+const NODES: u8 = 3;
+const INTERVAL: Duration = Duration::from_millis(10);
+/// Settled this long before a trial: the previous owner's gratuitous ARP repeats (3, 1 s apart)
+/// are over, so one trial does not disturb the next.
+const HOLD: Duration = Duration::from_millis(3_500);
+/// After the failure, traffic must flow again within this.
+const RESUME_DEADLINE: Duration = Duration::from_secs(20);
+/// The keepalived virtual IP (on the client's link by an on-link route).
+const VIP: &str = "198.51.100.10";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+enum Scenario {
+    /// Owner node's link cut.
+    #[value(name = "node-cut")]
+    NodeCut,
+    /// Owner speaker `kill -9`.
+    Kill,
+    /// Owner speaker SIGTERM and restart.
+    Sigterm,
+    /// keepalived, VRRPv2 defaults, master node cut.
+    #[value(name = "keepalived-default")]
+    KeepalivedDefault,
+    /// keepalived, VRRPv3 `advert_int 0.1`, master node cut.
+    #[value(name = "keepalived-v3-100ms")]
+    KeepalivedV3,
+}
+
+impl Scenario {
+    fn implementation(self) -> &'static str {
+        match self {
+            Self::NodeCut | Self::Kill | Self::Sigterm => "ferrolb",
+            Self::KeepalivedDefault => "keepalived-default",
+            Self::KeepalivedV3 => "keepalived-v3-100ms",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::NodeCut | Self::KeepalivedDefault | Self::KeepalivedV3 => "node-cut",
+            Self::Kill => "kill",
+            Self::Sigterm => "sigterm",
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "failover-bench",
+    about = "Client outage when a Service IP's node or speaker fails, ferrolb vs keepalived"
+)]
+struct Args {
+    /// Trials per scenario.
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
+    /// Scenarios to run (comma separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "node-cut,kill,sigterm,keepalived-default,keepalived-v3-100ms"
+    )]
+    scenarios: Vec<Scenario>,
+    /// Time a probe is given; a lost SYN is retried only after 1 s, so anything well below that
+    /// counts real loss, and more than a few ms forgives a busy machine.
+    #[arg(long, default_value_t = 250)]
+    timeout_ms: u64,
+    /// Do not build the lab's other binaries first.
+    #[arg(long)]
+    no_build: bool,
+}
+
+/// One trial's result.
+#[derive(Debug)]
+struct Trial {
+    outage: Duration,
+    lost: u64,
+    reset: u64,
+}
+
+/// Removes the lab (and with its namespaces every keepalived in them) when dropped.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        down(&self.0);
+        eprintln!("lab {} removed", self.0);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Builds the binaries the lab starts, with the profile of this one (they are not dependencies
+/// of this binary, so `cargo run --bin failover-bench` alone would leave them stale).
+fn build_lab_binaries() -> anyhow::Result<()> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        eprintln!("not started by cargo: using the lab binaries built next to this one");
+        return Ok(());
+    };
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace).args(["build", "--quiet"]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    for bin in [
+        "ferrolb-speaker",
+        "ferrolb-controller",
+        "ferrolb-apiserver",
+        "ferrolb-lab",
+    ] {
+        cmd.args(["--bin", bin]);
+    }
+    let status = cmd.status()?;
+    anyhow::ensure!(status.success(), "building the lab binaries failed");
+    Ok(())
+}
+
+fn describe(report: &ProbeReport) -> String {
+    format!(
+        "outage {:.0} ms, {} of {} probes lost, {} reset, served by {:?}",
+        ms(report.longest_gap),
+        report.lost,
+        report.sent,
+        report.reset,
+        report.by_node
+    )
+}
+
+/// The speaker of `node`, kept across trials (a restarted one is our child and is reaped).
+fn speaker<'a>(
+    prefix: &str,
+    speakers: &'a mut BTreeMap<u8, Speaker>,
+    node: u8,
+) -> anyhow::Result<&'a mut Speaker> {
+    if !speakers.get_mut(&node).is_some_and(Speaker::is_running) {
+        speakers.insert(node, Speaker::find(prefix, node)?);
+    }
+    speakers
+        .get_mut(&node)
+        .ok_or_else(|| anyhow::anyhow!("no speaker for node-{node}"))
+}
+
+fn ferrolb_trial(
+    prefix: &str,
+    topo: &Topology,
+    ips: &[String],
+    scenario: Scenario,
+    speakers: &mut BTreeMap<u8, Speaker>,
+    timeout: Duration,
+) -> anyhow::Result<(Trial, String)> {
+    let owner = wait_settled(prefix, NODES, ips, HOLD, Duration::from_secs(90))?[0];
+    // A node that kept the IP through the previous trial (never losing it in its own view) does
+    // not announce it again, so the client may still use the interim owner's address: start
+    // every trial from a client that asks again.
+    forget_neighbour(prefix, &ips[0])?;
+    let prober = Prober::start(prefix, &ips[0], INTERVAL, timeout)?;
+    let serving = prober.wait_replies(20, Duration::from_secs(10))?;
+    let at = now_us();
+    let mut note = format!("owner node-{owner}");
+    if serving != format!("node-{owner}") {
+        note.push_str(&format!(" (but {serving} served the client)"));
+    }
+    match scenario {
+        Scenario::NodeCut => {
+            set_node_link(topo, owner, false)?;
+            if !prober.wait_flowing(at, Duration::from_secs(2), RESUME_DEADLINE) {
+                note.push_str(", traffic did NOT resume");
+            }
+        }
+        Scenario::Kill => {
+            speaker(prefix, speakers, owner)?.kill()?;
+            if !prober.wait_flowing(at, Duration::from_secs(2), RESUME_DEADLINE) {
+                note.push_str(", traffic did NOT resume");
+            }
+        }
+        Scenario::Sigterm => {
+            let s = speaker(prefix, speakers, owner)?;
+            let took = s.terminate(Duration::from_secs(20))?;
+            s.restart()?;
+            note.push_str(&format!(", exited {:.0} ms after SIGTERM", ms(took)));
+            wait_settled(
+                prefix,
+                NODES,
+                ips,
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+            )?;
+        }
+        _ => anyhow::bail!("not a ferrolb scenario"),
+    }
+    let report = prober.stop()?;
+    // Restore for the next trial.
+    match scenario {
+        Scenario::NodeCut => set_node_link(topo, owner, true)?,
+        Scenario::Kill => speakers
+            .get_mut(&owner)
+            .ok_or_else(|| anyhow::anyhow!("no speaker for node-{owner}"))?
+            .restart()?,
+        _ => {}
+    }
+    let trial = Trial {
+        outage: report.longest_gap,
+        lost: report.lost,
+        reset: report.reset,
+    };
+    Ok((trial, format!("{note}: {}", describe(&report))))
+}
+
+// ---------------------------------------------------------------------------------------------
+// keepalived
+
+/// keepalived processes, one per node namespace; stopped when dropped.
+struct Keepalived {
+    children: Vec<Child>,
+}
+
+impl Keepalived {
+    fn config(scenario: Scenario, node: u8) -> String {
+        // VRRPv2 defaults (advert_int 1, version 2), or VRRPv3 with advert_int 0.1. Priorities
+        // differ (200, 150, 100), as in any real deployment: with equal ones two backups can take
+        // over at the same instant, one then yields and drops the VIP, and a client that took its
+        // gratuitous ARP is cut off until the winner repeats its own 5 s later. Every node
+        // starts as BACKUP with nopreempt, so a node back on the network does not take the VIP
+        // back (a second, unmeasured move before the next trial); that changes nothing in a
+        // failover.
+        let (version, advert) = match scenario {
+            Scenario::KeepalivedV3 => (3, "0.1"),
+            _ => (2, "1"),
+        };
+        let priority = 250 - 50 * u32::from(node);
+        format!(
+            "global_defs {{\n  router_id node-{node}\n  vrrp_version {version}\n}}\n\
+             vrrp_instance lab {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
+             priority {priority}\n  advert_int {advert}\n  nopreempt\n  virtual_ipaddress {{\n    \
+             {VIP}/32 dev eth0\n  }}\n}}\n"
+        )
+    }
+
+    fn start(prefix: &str, scenario: Scenario) -> anyhow::Result<Self> {
+        let dir = lab_dir(prefix);
+        let mut children = Vec::new();
+        for node in 1..=NODES {
+            let tag = format!("{}-n{node}", scenario.implementation());
+            let conf = dir.join(format!("{tag}.conf"));
+            std::fs::write(&conf, Self::config(scenario, node))?;
+            let log = std::fs::File::create(dir.join(format!("{tag}.log")))?;
+            let child = command_in(&node_ns(prefix, node), "keepalived")
+                .args([
+                    "--dont-fork",
+                    "--log-console",
+                    "--vrrp",
+                    "--no-syslog",
+                    "-f",
+                ])
+                .arg(&conf)
+                .arg("-p")
+                .arg(dir.join(format!("{tag}.pid")))
+                .arg("-r")
+                .arg(dir.join(format!("{tag}-vrrp.pid")))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot start keepalived (apt-get install keepalived): {e}")
+                })?;
+            children.push(child);
+        }
+        Ok(Self { children })
+    }
+
+    /// The nodes holding the VIP now.
+    fn holders(prefix: &str) -> Vec<u8> {
+        (1..=NODES)
+            .filter(|n| {
+                in_ns(
+                    &node_ns(prefix, *n),
+                    &["ip", "-4", "-o", "addr", "show", "dev", "eth0"],
+                )
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {VIP}/")))
+            })
+            .collect()
+    }
+
+    /// Waits until one node has held the VIP, alone, for `hold`; that node.
+    fn wait_master(prefix: &str, hold: Duration, deadline: Duration) -> anyhow::Result<u8> {
+        let start = Instant::now();
+        let mut since: Option<(Instant, u8)> = None;
+        loop {
+            match (Self::holders(prefix).as_slice(), since) {
+                ([one], Some((at, before))) if *one == before => {
+                    if at.elapsed() >= hold {
+                        return Ok(*one);
+                    }
+                }
+                ([one], _) => since = Some((Instant::now(), *one)),
+                _ => since = None,
+            }
+            anyhow::ensure!(
+                start.elapsed() < deadline,
+                "keepalived did not settle on one master within {deadline:?}: holders {:?}",
+                Self::holders(prefix)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) {
+        for child in &mut self.children {
+            // SIGTERM: keepalived stops its VRRP child and removes the VIP.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        for child in &mut self.children {
+            let start = Instant::now();
+            while matches!(child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn keepalived_trial(
+    prefix: &str,
+    topo: &Topology,
+    timeout: Duration,
+) -> anyhow::Result<(Trial, String)> {
+    let master = Keepalived::wait_master(prefix, Duration::from_secs(3), Duration::from_secs(60))?;
+    forget_neighbour(prefix, VIP)?;
+    let prober = Prober::start(prefix, VIP, INTERVAL, timeout)?;
+    let serving = prober.wait_replies(20, Duration::from_secs(10))?;
+    let at = now_us();
+    set_node_link(topo, master, false)?;
+    let mut note = format!("master node-{master}");
+    if serving != format!("node-{master}") {
+        note.push_str(&format!(" (but {serving} served the client)"));
+    }
+    if !prober.wait_flowing(at, Duration::from_secs(2), RESUME_DEADLINE) {
+        note.push_str(", traffic did NOT resume");
+    }
+    let report = prober.stop()?;
+    set_node_link(topo, master, true)?;
+    let trial = Trial {
+        outage: report.longest_gap,
+        lost: report.lost,
+        reset: report.reset,
+    };
+    Ok((trial, format!("{note}: {}", describe(&report))))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn run(args: &Args) -> anyhow::Result<Vec<String>> {
+    let prefix = format!("fb{}", std::process::id() % 10_000);
+    eprintln!(
+        "lab {prefix}: {NODES} nodes and a client (remove it by hand after a crash: ferrolb-lab down --prefix {prefix})"
+    );
+    let _cleanup = Cleanup(prefix.clone());
+    let result = measure(args, &prefix);
+    if result.is_err() {
+        eprintln!("{}", log_tails(&prefix, 30));
+    }
+    result
+}
+
+fn measure(args: &Args, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let prefix = prefix.to_owned();
+    let topo = up(&prefix, NODES)?;
+    let ips = serve(&prefix, NODES, 0)?;
+    eprintln!("Service IP {}", ips[0]);
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut scenarios = args.scenarios.clone();
+    scenarios.sort();
+    scenarios.dedup();
+    let mut results: Vec<(Scenario, Vec<Trial>)> = Vec::new();
+    let mut speakers = BTreeMap::new();
+    for scenario in scenarios {
+        let keepalived = match scenario {
+            Scenario::KeepalivedDefault | Scenario::KeepalivedV3 => {
+                in_ns(
+                    &client_ns(&prefix),
+                    &["ip", "route", "replace", "198.51.100.0/24", "dev", "eth0"],
+                )?;
+                Some(Keepalived::start(&prefix, scenario)?)
+            }
+            _ => None,
+        };
+        let mut trials = Vec::new();
+        for i in 1..=args.trials {
+            let (trial, note) = if keepalived.is_some() {
+                keepalived_trial(&prefix, &topo, timeout)?
+            } else {
+                ferrolb_trial(&prefix, &topo, &ips, scenario, &mut speakers, timeout)?
+            };
+            eprintln!(
+                "  {} {} trial {i}/{}: {note}",
+                scenario.implementation(),
+                scenario.name(),
+                args.trials
+            );
+            trials.push(trial);
+        }
+        drop(keepalived);
+        results.push((scenario, trials));
+    }
+    let mut lines = Vec::new();
+    let mut p95 = BTreeMap::new();
+    for (scenario, trials) in &results {
+        let mut outages: Vec<Duration> = trials.iter().map(|t| t.outage).collect();
+        outages.sort();
+        let p = percentile(&outages, 0.95);
+        p95.insert(*scenario, p);
+        lines.push(format!(
+            "failover-bench impl={} scenario={} p50_ms={:.0} p95_ms={:.0} max_ms={:.0}",
+            scenario.implementation(),
+            scenario.name(),
+            ms(percentile(&outages, 0.5)),
+            ms(p),
+            ms(outages.last().copied().unwrap_or_default())
+        ));
+        if *scenario == Scenario::Sigterm {
+            lines.push(format!(
+                "failover-bench impl=ferrolb scenario=sigterm lost_probes={} trials_with_lost={}/{} reset_probes={}",
+                trials.iter().map(|t| t.lost).sum::<u64>(),
+                trials.iter().filter(|t| t.lost > 0).count(),
+                trials.len(),
+                trials.iter().map(|t| t.reset).sum::<u64>()
+            ));
+        }
+    }
+    if let (Some(ours), Some(theirs)) = (
+        p95.get(&Scenario::NodeCut),
+        p95.get(&Scenario::KeepalivedDefault),
+    ) && !theirs.is_zero()
+    {
+        lines.push(format!(
+            "failover-bench ratio_node_cut_p95_vs_keepalived_default={:.2}",
+            ours.as_secs_f64() / theirs.as_secs_f64()
+        ));
+    }
+    Ok(lines)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    anyhow::ensure!(
+        root,
+        "failover-bench creates network namespaces: run it as root"
+    );
+    if !args.no_build {
+        build_lab_binaries()?;
+    }
+    let load_before = loadavg();
+    let started = Instant::now();
+    let lines = run(&args)?;
+    println!(
+        "# {} trials per scenario in {:.0} s; load average before {load_before}, after {} ({} CPUs)",
+        args.trials,
+        started.elapsed().as_secs_f64(),
+        loadavg(),
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
