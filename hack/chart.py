@@ -8,6 +8,12 @@
     python3 hack/chart.py sync-crds       copy config/crd/*.yaml into charts/ferrolb/templates/crds/
     python3 hack/chart.py check-crds      exit 1 when the chart's CRDs differ from config/crd/
     python3 hack/chart.py check-schema    bad values must be refused with a message naming the key
+    python3 hack/chart.py package [--version V] [--app-version V] [--destination DIR]
+                                          the chart as a .tgz (what `helm package` writes), then
+                                          loaded, linted and rendered back from that archive
+    python3 hack/chart.py push FILE oci://REGISTRY/PATH
+                                          publish a packaged chart as an OCI artifact (login
+                                          from HELM_REGISTRY_USERNAME / HELM_REGISTRY_PASSWORD)
     python3 hack/chart.py check-upgrade --kubeconfig FILE
                                           install, upgrade, uninstall, reinstall against a (test)
                                           cluster: the gossip key survives, kept objects stay
@@ -433,6 +439,43 @@ def cmd_check_upgrade(args: argparse.Namespace) -> int:
     return failed
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    args.destination.mkdir(parents=True, exist_ok=True)
+    archive = Path(helm.package(CHART, destination=args.destination, version=args.version, app_version=args.app_version))
+    # Check what ships, not the source tree: the archive loads, lints and renders images of
+    # the appVersion it was packaged with.
+    chart = helm.Chart.load_archive(archive.read_bytes())
+    meta = chart.metadata
+    app_version = meta["appVersion"]
+    findings = helm.lint(archive)
+    # Helm's severities: 1 info, 2 warning, 3 error.
+    errors = list(findings.get("errors") or []) + [m for m in findings.get("messages", []) if m.get("severity", 0) >= 3]
+    if errors:
+        print(f"{archive}: lint errors: {errors}", file=sys.stderr)
+        return 1
+    rendered = chart.render({}, name=RELEASE, namespace=NAMESPACE)
+    text = "\n".join(str(v) for v in rendered.values())
+    for component in ("controller", "speaker"):
+        want = f"ghcr.io/ferrolb/ferrolb-{component}:{app_version}"
+        if want not in text:
+            print(f"{archive}: the rendered chart does not pull {want}", file=sys.stderr)
+            return 1
+    print(f"chart {archive} version={meta['version']} appVersion={app_version}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    import os
+
+    client = helm.RegistryClient()
+    user, password = os.environ.get("HELM_REGISTRY_USERNAME"), os.environ.get("HELM_REGISTRY_PASSWORD")
+    if user and password:
+        client.login(args.remote.removeprefix("oci://").split("/")[0], user, password)
+    result = helm.push(args.archive, args.remote, client=client)
+    print(f"pushed {args.archive} to {args.remote}: {result.get('ref', result)}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -450,6 +493,15 @@ def main() -> int:
         ("check-schema", cmd_check_schema, "bad values must be refused naming the key"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
+    pk = sub.add_parser("package", help="package the chart as a .tgz and check the archive")
+    pk.add_argument("--version", help="chart version (default: Chart.yaml's)")
+    pk.add_argument("--app-version", help="appVersion, and so the default image tag (default: Chart.yaml's)")
+    pk.add_argument("--destination", type=Path, default=ROOT / "dist")
+    pk.set_defaults(func=cmd_package)
+    ps = sub.add_parser("push", help="push a packaged chart to an OCI registry")
+    ps.add_argument("archive", type=Path)
+    ps.add_argument("remote", help="oci://REGISTRY/PATH")
+    ps.set_defaults(func=cmd_push)
     u = sub.add_parser("check-upgrade", help="install, upgrade, uninstall and reinstall against a cluster")
     u.add_argument("--kubeconfig", required=True)
     u.add_argument("--namespace", "-n", default=NAMESPACE)

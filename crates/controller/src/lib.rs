@@ -30,6 +30,7 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "ferrolb-controller",
+    version,
     about = "Assigns IPs from IPAddressPools to LoadBalancer Services"
 )]
 pub struct Args {

@@ -31,6 +31,7 @@ pub const REPLAY_WINDOW_MS: u64 = 10_000;
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "ferrolb-speaker",
+    version,
     about = "Announces LoadBalancer IPs with ARP/NDP from the node that owns them"
 )]
 pub struct Args {
