@@ -11,7 +11,7 @@ use ferrolb_api::annotations::{
 use ferrolb_ipam as ipam;
 use ipam::{Family, FamilyPolicy, Port, Protocol, RequestedIps, ServiceRequest};
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 /// Whether the controller handles a Service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +39,43 @@ pub fn ownership(svc: &Service, lb_class: Option<&str>) -> Ownership {
     }
 }
 
-/// `namespace/name`, the allocator's key for a Service.
-pub fn service_key(svc: &Service) -> String {
-    format!(
-        "{}/{}",
-        svc.metadata.namespace.as_deref().unwrap_or_default(),
-        svc.metadata.name.as_deref().unwrap_or_default()
-    )
+/// Which Service: the key of everything the controller keeps or writes per Service. Written as
+/// `namespace/name`, which is also the allocator's key (the allocator takes opaque strings).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ServiceKey {
+    /// The key of the Service `namespace/name`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of the object with this metadata (missing parts are empty).
+    pub fn from_meta(meta: &ObjectMeta) -> Self {
+        Self::new(
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+
+    /// The key of `svc`.
+    pub fn of(svc: &Service) -> Self {
+        Self::from_meta(&svc.metadata)
+    }
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 /// What is wrong with a Service's request before the allocator sees it.

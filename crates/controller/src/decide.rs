@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use ferrolb_api::annotations::IP_ALLOCATED_FROM_POOL;
+use ferrolb_observe::events::Severity;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
@@ -59,15 +60,6 @@ impl Desired {
             "status": {"loadBalancer": {"ingress": ingress}},
         })
     }
-}
-
-/// Severity of an Event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// Informational.
-    Normal,
-    /// Needs attention.
-    Warning,
 }
 
 /// An Event to publish on an object.

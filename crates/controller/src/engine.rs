@@ -1,5 +1,5 @@
 //! The controller's decisions as a state machine without I/O: observed objects go in, writes and
-//! Events to make come out. The runtime (see `controller.rs`) feeds it from watches and carries
+//! Events to make come out. The runtime (see `runtime.rs`) feeds it from watches and carries
 //! its actions out; tests feed it by hand.
 //!
 //! Start-up follows DESIGN.md: nothing is decided until every cache is loaded ([`Engine::start`]);
@@ -18,8 +18,10 @@ use ferrolb_ipam::{Allocator, Pool, PoolSpec};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::convert::{self, Ownership};
-use crate::decide::{Desired, Notice, Severity, change_notice};
+use ferrolb_observe::events::Severity;
+
+use crate::convert::{self, Ownership, RequestError, ServiceKey};
+use crate::decide::{Desired, Notice, change_notice};
 
 /// Settings that shape decisions.
 #[derive(Debug, Clone, Default)]
@@ -48,8 +50,8 @@ pub struct ObjectRef {
 pub enum Action {
     /// Make a Service's status (and pool annotation) say `desired`.
     ServiceStatus {
-        /// `namespace/name`.
-        key: String,
+        /// Which Service.
+        service: ServiceKey,
         /// What to write.
         desired: Desired,
     },
@@ -76,6 +78,18 @@ pub enum Action {
     },
 }
 
+/// Why a Service of ours holds no address. The Event note is its text, and a new Event is
+/// published only when it changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllocationFailure {
+    /// The Service asks for something malformed.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The allocator cannot give it what it asks for.
+    #[error(transparent)]
+    Allocation(#[from] ferrolb_ipam::AllocError),
+}
+
 /// Why a pool is not used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PoolProblem {
@@ -92,7 +106,7 @@ struct ServiceView {
     deleting: bool,
     /// The allocator request, without namespace labels (filled in at decision time, as the
     /// Namespace may change on its own).
-    request: Result<ferrolb_ipam::ServiceRequest, String>,
+    request: Result<ferrolb_ipam::ServiceRequest, RequestError>,
     observed: Desired,
     status_ips: Vec<std::net::IpAddr>,
 }
@@ -104,7 +118,7 @@ impl ServiceView {
             namespace: svc.metadata.namespace.clone().unwrap_or_default(),
             ownership: convert::ownership(svc, lb_class),
             deleting: svc.metadata.deletion_timestamp.is_some(),
-            request: convert::request(svc, &BTreeMap::new()).map_err(|e| e.to_string()),
+            request: convert::request(svc, &BTreeMap::new()),
             observed: Desired::observed(svc),
             status_ips: convert::status_ips(svc),
         }
@@ -118,7 +132,7 @@ pub struct Engine {
     allocator: Allocator,
     /// What decisions need of each Service, extracted once per change (a full `Service` is
     /// several times larger, and 10,000 of them add up).
-    services: BTreeMap<String, ServiceView>,
+    services: BTreeMap<ServiceKey, ServiceView>,
     pools: BTreeMap<String, IPAddressPool>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Last spec of each pool that parsed, used while an edit makes it unparseable, so a typo
@@ -126,9 +140,9 @@ pub struct Engine {
     last_good: BTreeMap<String, PoolSpec>,
     problems: BTreeMap<String, PoolProblem>,
     /// What was last written to each Service and not yet seen back through the watch.
-    expected: HashMap<String, Desired>,
+    expected: HashMap<ServiceKey, Desired>,
     /// Last failure reported per Service: Events only when it changes.
-    failures: BTreeMap<String, String>,
+    failures: BTreeMap<ServiceKey, AllocationFailure>,
     expected_pool_status: HashMap<String, IPAddressPoolStatus>,
     expected_finalizers: HashMap<String, Vec<String>>,
     pools_dirty: bool,
@@ -231,7 +245,7 @@ impl Engine {
     }
 
     /// Keys of every Service seen.
-    pub fn service_keys(&self) -> Vec<String> {
+    pub fn service_keys(&self) -> Vec<ServiceKey> {
         self.services.keys().cloned().collect()
     }
 
@@ -251,7 +265,7 @@ impl Engine {
         let mut actions = self.rebuild_pools_without_reconcile();
         // Restore first: Services that already hold IPs keep them, whatever order pools or new
         // Services would give.
-        let keys: Vec<String> = self.services.keys().cloned().collect();
+        let keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
         for key in &keys {
             let Some(view) = self.services.get(key) else {
                 continue;
@@ -271,7 +285,10 @@ impl Engine {
     }
 
     /// The Service's request with its Namespace's current labels.
-    fn request_for(&self, view: &ServiceView) -> Result<ferrolb_ipam::ServiceRequest, String> {
+    fn request_for(
+        &self,
+        view: &ServiceView,
+    ) -> Result<ferrolb_ipam::ServiceRequest, AllocationFailure> {
         let mut req = view.request.clone()?;
         req.namespace_labels = self
             .namespaces
@@ -283,7 +300,7 @@ impl Engine {
 
     /// A Service was created or changed.
     pub fn apply_service(&mut self, svc: Service) -> Vec<Action> {
-        let key = convert::service_key(&svc);
+        let key = ServiceKey::of(&svc);
         let view = ServiceView::new(&svc, self.config.lb_class.as_deref());
         if self.expected.get(&key).is_some_and(|e| *e == view.observed) {
             self.expected.remove(&key);
@@ -296,14 +313,14 @@ impl Engine {
     }
 
     /// A Service is gone.
-    pub fn delete_service(&mut self, key: &str) -> Vec<Action> {
+    pub fn delete_service(&mut self, key: &ServiceKey) -> Vec<Action> {
         self.services.remove(key);
         self.expected.remove(key);
         self.failures.remove(key);
         if !self.synced {
             return Vec::new();
         }
-        let released = self.allocator.release(key).is_some();
+        let released = self.allocator.release(&key.to_string()).is_some();
         self.pools_dirty |= released;
         if released {
             self.retry_failed(key)
@@ -379,11 +396,10 @@ impl Engine {
         if !self.synced {
             return Vec::new();
         }
-        let prefix = format!("{name}/");
-        let keys: Vec<String> = self
+        let keys: Vec<ServiceKey> = self
             .services
             .keys()
-            .filter(|k| k.starts_with(&prefix))
+            .filter(|k| k.namespace == name)
             .cloned()
             .collect();
         keys.iter()
@@ -392,7 +408,7 @@ impl Engine {
     }
 
     /// A write the runtime made for `key` failed: forget it, so the next pass writes again.
-    pub fn write_failed(&mut self, key: &str) -> Vec<Action> {
+    pub fn write_failed(&mut self, key: &ServiceKey) -> Vec<Action> {
         self.expected.remove(key);
         if !self.synced {
             return Vec::new();
@@ -408,14 +424,20 @@ impl Engine {
     }
 
     fn reconcile_all(&mut self) -> Vec<Action> {
-        let keys: Vec<String> = self.services.keys().cloned().collect();
+        let keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
         keys.iter().flat_map(|k| self.reconcile(k)).collect()
     }
 
-    fn reconcile_and_retry(&mut self, key: &str) -> Vec<Action> {
-        let before = self.allocator.lookup(key).map(|a| a.ips.len()).unwrap_or(0);
+    fn reconcile_and_retry(&mut self, key: &ServiceKey) -> Vec<Action> {
+        let held = |engine: &Self| {
+            engine
+                .allocator
+                .lookup(&key.to_string())
+                .map_or(0, |a| a.ips.len())
+        };
+        let before = held(self);
         let mut actions = self.reconcile(key);
-        let after = self.allocator.lookup(key).map(|a| a.ips.len()).unwrap_or(0);
+        let after = held(self);
         if after < before {
             actions.extend(self.retry_failed(key));
         }
@@ -423,8 +445,8 @@ impl Engine {
     }
 
     /// Addresses were freed: Services that could not get one may now.
-    fn retry_failed(&mut self, except: &str) -> Vec<Action> {
-        let waiting: Vec<String> = self
+    fn retry_failed(&mut self, except: &ServiceKey) -> Vec<Action> {
+        let waiting: Vec<ServiceKey> = self
             .failures
             .keys()
             .filter(|k| *k != except)
@@ -434,22 +456,23 @@ impl Engine {
     }
 
     /// Decides one Service.
-    fn reconcile(&mut self, key: &str) -> Vec<Action> {
+    fn reconcile(&mut self, key: &ServiceKey) -> Vec<Action> {
         let Some(view) = self.services.get(key) else {
             return Vec::new();
         };
+        let allocator_key = key.to_string();
         let observed = view.observed.clone();
         let object = view.object.clone();
         match view.ownership {
             Ownership::OtherClass => {
                 // Not ours: forget it, write nothing, whatever it carries.
-                self.pools_dirty |= self.allocator.release(key).is_some();
+                self.pools_dirty |= self.allocator.release(&allocator_key).is_some();
                 self.failures.remove(key);
                 self.expected.remove(key);
                 Vec::new()
             }
             Ownership::NotLoadBalancer => {
-                let held = self.allocator.release(key).is_some();
+                let held = self.allocator.release(&allocator_key).is_some();
                 self.pools_dirty |= held;
                 self.failures.remove(key);
                 if held || observed.pool.is_some() {
@@ -469,9 +492,11 @@ impl Engine {
                     // Keep the address until the Service is really gone.
                     return Vec::new();
                 }
-                let outcome = self
-                    .request_for(view)
-                    .and_then(|req| self.allocator.allocate(&req).map_err(|e| e.to_string()));
+                let outcome = self.request_for(view).and_then(|req| {
+                    self.allocator
+                        .allocate(&req)
+                        .map_err(AllocationFailure::from)
+                });
                 self.pools_dirty = true;
                 match outcome {
                     Ok(assignment) => {
@@ -482,10 +507,11 @@ impl Engine {
                         };
                         self.write(key, object, &observed, desired, "")
                     }
-                    Err(reason) => {
-                        self.allocator.release(key);
+                    Err(failure) => {
+                        self.allocator.release(&allocator_key);
+                        let reason = failure.to_string();
                         let mut actions = Vec::new();
-                        if self.failures.get(key) != Some(&reason) {
+                        if self.failures.get(key) != Some(&failure) {
                             self.failure_count += 1;
                             tracing::warn!(service = %key, %reason, "allocation failed");
                             actions.push(Action::Event {
@@ -496,7 +522,7 @@ impl Engine {
                                     note: reason.clone(),
                                 },
                             });
-                            self.failures.insert(key.to_owned(), reason.clone());
+                            self.failures.insert(key.clone(), failure);
                         }
                         actions.extend(self.write(
                             key,
@@ -515,7 +541,7 @@ impl Engine {
     /// The status write (and its Event) needed to go from `observed` to `desired`, if any.
     fn write(
         &mut self,
-        key: &str,
+        key: &ServiceKey,
         object: ObjectRef,
         observed: &Desired,
         desired: Desired,
@@ -545,9 +571,9 @@ impl Engine {
             tracing::info!(service = %key, reason = notice.reason, note = %notice.note, "service addresses changed");
             actions.push(Action::Event { object, notice });
         }
-        self.expected.insert(key.to_owned(), desired.clone());
+        self.expected.insert(key.clone(), desired.clone());
         actions.push(Action::ServiceStatus {
-            key: key.to_owned(),
+            service: key.clone(),
             desired,
         });
         actions
@@ -752,7 +778,7 @@ impl Engine {
     }
 
     /// The Services currently failing, with why (for tests and debugging).
-    pub fn failures(&self) -> &BTreeMap<String, String> {
+    pub fn failures(&self) -> &BTreeMap<ServiceKey, AllocationFailure> {
         &self.failures
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::Args;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::runtime::{self, RuntimeConfig};
 
@@ -27,7 +28,8 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(4);
 /// releases the lease (waiting at most a few seconds) so a successor takes over at once.
 ///
 /// # Errors
-/// When the lease manager cannot be created or stops.
+/// [`Error::Lease`] when the lease manager cannot be created, [`Error::LeaseManagerStopped`] when
+/// it stops, and what [`runtime::run`] returns.
 pub async fn run_as_leader(
     client: kube::Client,
     args: &Args,
@@ -35,7 +37,7 @@ pub async fn run_as_leader(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let identity = args
         .identity
         .clone()
@@ -47,11 +49,10 @@ pub async fn run_as_leader(
         .with_grace(LEASE_GRACE_SECONDS)
         .build()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot set up the leader lease {}/{LEASE_NAME}: {e}",
-                args.namespace
-            )
+        .map_err(|source| Error::Lease {
+            namespace: args.namespace.clone(),
+            name: LEASE_NAME,
+            source,
         })?;
     let (leading, task) = manager.watch().await;
     let result = tokio::select! {
@@ -75,7 +76,7 @@ async fn lead(
     config: RuntimeConfig,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     // A standby is ready: it serves nothing until it leads, and readiness gates rollouts.
     ready.store(true, Ordering::Relaxed);
     loop {
@@ -88,7 +89,7 @@ async fn lead(
                     result?;
                 }
                 changed = leading.changed() => {
-                    changed.map_err(|_| anyhow::anyhow!("lease manager stopped"))?;
+                    changed.map_err(|_| Error::LeaseManagerStopped)?;
                 }
             }
             // Lost the lease (or the runtime ended): stop writing at once.
@@ -100,7 +101,7 @@ async fn lead(
             leading
                 .changed()
                 .await
-                .map_err(|_| anyhow::anyhow!("lease manager stopped"))?;
+                .map_err(|_| Error::LeaseManagerStopped)?;
         }
     }
 }

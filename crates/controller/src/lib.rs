@@ -6,19 +6,29 @@
 //!                                                                    pool status, Events
 //! ```
 //!
-//! - [`convert`]: Kubernetes objects to allocator inputs.
+//! - [`convert`]: Kubernetes objects to allocator inputs; [`convert::ServiceKey`].
 //! - [`decide`]: desired status, status patches and Events, as pure functions.
 //! - [`engine`]: the state machine that owns the allocator.
-//! - [`runtime`]: watches in, writes out (the only module that calls the API).
+//! - [`runtime`]: the loop: watches in, engine, writes out.
+//! - [`watch`]: every watch, built one way; relists turned into changes.
+//! - [`writes`]: actions carried out as API writes, coalesced per target.
+//! - [`retry`]: the backoff queue of failed writes (pure).
 //! - [`leader`]: Lease-based leader election; only the leader runs the runtime.
+//! - [`error`]: the crate's [`Error`], with a metric label per variant.
 //! - [`metrics`]: Prometheus metrics (served by `ferrolb-observe`).
 
 pub mod convert;
 pub mod decide;
 pub mod engine;
+pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod retry;
 pub mod runtime;
+pub mod watch;
+pub mod writes;
+
+pub use error::Error;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,15 +95,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(namespace = %args.namespace, lb_class = %args.lb_class, leader_elect = args.leader_elect, "ferrolb-controller starting");
     if args.leader_elect {
-        return leader::run_as_leader(client, &args, config, metrics, ready, async {
+        leader::run_as_leader(client, &args, config, metrics, ready, async {
             shutdown_signal().await;
             tracing::info!("shutting down: releasing the leader lease");
         })
-        .await;
+        .await?;
+        return Ok(());
     }
     metrics.is_leader.set(1);
     tokio::select! {
-        result = runtime::run(client, config, metrics, ready) => result,
+        result = runtime::run(client, config, metrics, ready) => Ok(result?),
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())

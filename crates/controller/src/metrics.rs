@@ -24,6 +24,13 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// An error label: [`crate::Error::metric_label`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    /// Which kind of failure.
+    pub error: &'static str,
+}
+
 /// Every metric the controller exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -47,6 +54,8 @@ pub struct Metrics {
     pub updates: Counter,
     /// Failed writes to the API.
     pub update_errors: Counter,
+    /// Failures (writes, watches, Events), by kind.
+    pub errors: Family<ErrorLabel, Counter>,
     /// Services that could not get an address (each new reason counts once).
     pub allocation_failures: Counter<u64, AtomicU64>,
     /// 1 once pools and Services are loaded.
@@ -69,6 +78,7 @@ impl Metrics {
             reconcile_duration: Histogram::new(exponential_buckets(0.000_05, 4.0, 10)),
             updates: Counter::default(),
             update_errors: Counter::default(),
+            errors: Family::default(),
             allocation_failures: Counter::default(),
             config_loaded: Gauge::default(),
             is_leader: Gauge::default(),
@@ -125,6 +135,11 @@ impl Metrics {
             m.update_errors.clone(),
         );
         registry.register(
+            "ferrolb_controller_errors",
+            "Failed writes, watches and Events, by kind",
+            m.errors.clone(),
+        );
+        registry.register(
             "ferrolb_controller_allocation_failures",
             "Services that could not get an address",
             m.allocation_failures.clone(),
@@ -140,5 +155,14 @@ impl Metrics {
             m.is_leader.clone(),
         );
         m
+    }
+
+    /// Counts `error` under its label.
+    pub fn count(&self, error: &crate::Error) {
+        self.errors
+            .get_or_create(&ErrorLabel {
+                error: error.metric_label(),
+            })
+            .inc();
     }
 }

@@ -1,34 +1,35 @@
-//! Carries the engine's decisions out: watches feed it, its actions become API writes and
-//! Events. Writes run concurrently (bounded), but never two at once for the same object, and a
-//! newer write for an object replaces one still waiting, so a burst costs one write per object.
+//! Watches in, writes out: the loop that feeds watch events to the [`Engine`], hands its actions
+//! to the [`Writer`], and asks the engine again for writes that failed once their backoff in the
+//! [`RetryQueue`] is over. All state is owned by this one loop; nothing is shared or locked.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferrolb_api::IPAddressPool;
-use ferrolb_observe::events::{Events, Severity as EventSeverity};
-use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
+use ferrolb_observe::events::{Events, Severity};
+use futures::stream::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::Event;
 use kube::{Client, ResourceExt};
-use serde_json::json;
+use tokio::time::Instant;
 
-use crate::convert::service_key;
-use crate::decide::Severity;
-use crate::engine::{Action, Engine, EngineConfig, ObjectRef};
+use crate::convert::ServiceKey;
+use crate::engine::{Action, Engine, EngineConfig};
+use crate::error::Error;
 use crate::metrics::{Metrics, PoolLabel, ResultLabel};
+use crate::retry::{Backoff, RetryQueue};
+use crate::watch::{Change, Relist, name_of, watch};
+use crate::writes::{Target, Writer};
 
-/// Writes in flight at once: enough to keep a 10,000-Service start-up short, few enough not to
-/// flood the apiserver (client-go's default QPS burst is 10; the apiserver handles far more).
-const MAX_CONCURRENT_WRITES: usize = 32;
-/// Wait before writing again after a failed write.
-const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Backoff of failed writes: the first retry comes soon (most failures are an apiserver blip),
+/// and a write refused for good (an admission webhook, a quota) costs one attempt a minute.
+const WRITE_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+};
 
 /// What the runtime needs to know.
 #[derive(Debug, Clone)]
@@ -41,185 +42,236 @@ pub struct RuntimeConfig {
     pub instance: Option<String>,
 }
 
-/// One thing that happened; objects are boxed so the enum stays small.
+/// One thing that happened; events are boxed so the enum stays small.
 enum Input {
     Service(Box<Event<DeserializeGuard<Service>>>),
     Pool(Box<Event<DeserializeGuard<IPAddressPool>>>),
-    Namespace(Box<Event<Namespace>>),
-    WatchError(&'static str, watcher::Error),
+    Namespace(Box<Event<DeserializeGuard<Namespace>>>),
+    WatchError(Error),
 }
 
-/// Tracks a relist so objects that vanished while the watch was down are deleted.
-#[derive(Default)]
-struct Relist {
-    seen: Option<BTreeSet<String>>,
-    done_once: bool,
+/// The relist trackers, one per watched kind.
+struct Relists {
+    services: Relist<ServiceKey>,
+    pools: Relist<String>,
+    namespaces: Relist<String>,
 }
 
-impl Relist {
-    /// The relist is complete: the names in `known` it did not see are gone.
-    fn finish(&mut self, known: Vec<String>) -> Vec<String> {
-        self.done_once = true;
-        let seen = self.seen.take().unwrap_or_default();
-        known.into_iter().filter(|k| !seen.contains(k)).collect()
+impl Relists {
+    fn new() -> Self {
+        Self {
+            services: Relist::new(ServiceKey::from_meta),
+            pools: Relist::new(name_of),
+            namespaces: Relist::new(name_of),
+        }
+    }
+
+    fn all_loaded(&self) -> bool {
+        self.services.is_loaded() && self.pools.is_loaded() && self.namespaces.is_loaded()
     }
 }
 
-fn object_reference(object: &ObjectRef) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(object.api_version.to_owned()),
-        kind: Some(object.kind.to_owned()),
-        name: Some(object.name.clone()),
-        namespace: Some(object.namespace.clone()),
-        uid: object.uid.clone(),
-        ..ObjectReference::default()
-    }
-}
-
-type Done = (String, Result<(), String>);
-
-struct Executor {
+/// Runs the controller until the future is dropped (on losing the lease) or the watches end.
+/// `ready` turns true once every cache is loaded and existing assignments are restored.
+///
+/// # Errors
+/// [`Error::WatchesEnded`] only: watches retry with backoff, failed writes are retried, and a
+/// failed Event is logged.
+pub async fn run(
     client: Client,
-    namespace: String,
-    events: Events,
+    config: RuntimeConfig,
     metrics: Arc<Metrics>,
-    running: FuturesUnordered<BoxFuture<'static, Done>>,
-    busy: HashSet<String>,
-    waiting: HashMap<String, Action>,
-    queue: VecDeque<String>,
-    events_seq: u64,
+    ready: Arc<AtomicBool>,
+) -> Result<(), Error> {
+    let mut engine = Engine::new(EngineConfig {
+        lb_class: config.lb_class.clone(),
+    });
+    let events = Events::new(
+        client.clone(),
+        "ferrolb-controller",
+        config.instance.as_deref().unwrap_or("ferrolb-controller"),
+    );
+    let mut writer = Writer::new(
+        client.clone(),
+        config.namespace.clone(),
+        events.clone(),
+        metrics.clone(),
+    );
+    let mut retries: RetryQueue<Target, Instant> = RetryQueue::new(WRITE_BACKOFF);
+    let mut relists = Relists::new();
+    let services = watch(Api::all(client.clone()), "services")
+        .map(|r| r.map_or_else(Input::WatchError, |e| Input::Service(Box::new(e))));
+    let pools = watch(
+        Api::namespaced(client.clone(), &config.namespace),
+        "ipaddresspools",
+    )
+    .map(|r| r.map_or_else(Input::WatchError, |e| Input::Pool(Box::new(e))));
+    let namespaces = watch(Api::all(client), "namespaces")
+        .map(|r| r.map_or_else(Input::WatchError, |e| Input::Namespace(Box::new(e))));
+    let mut inputs =
+        futures::stream::select_all([services.boxed(), pools.boxed(), namespaces.boxed()]);
+    // Targets whose retry came due: once no write for one is pending, it is settled.
+    let mut retried = Vec::new();
+
+    loop {
+        tokio::select! {
+            input = inputs.next() => {
+                let input = input.ok_or(Error::WatchesEnded)?;
+                let started = std::time::Instant::now();
+                let mut actions = match input {
+                    Input::WatchError(e) => {
+                        metrics.count(&e);
+                        tracing::warn!(error = %e, "watch error; retrying");
+                        Vec::new()
+                    }
+                    Input::Service(event) => on_service(&mut engine, &mut relists.services, *event, &events).await,
+                    Input::Pool(event) => on_pool(&mut engine, &mut relists.pools, *event, &events).await,
+                    Input::Namespace(event) => on_namespace(&mut engine, &mut relists.namespaces, *event, &events).await,
+                };
+                if !engine.is_synced() && relists.all_loaded() {
+                    tracing::info!("caches loaded: restoring assignments, then allocating");
+                    actions.extend(engine.start());
+                    metrics.config_loaded.set(1);
+                    ready.store(true, Ordering::Relaxed);
+                }
+                metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+                metrics.reconcile.get_or_create(&ResultLabel { result: "success" }).inc();
+                writer.submit(actions);
+            }
+            (target, result) = writer.next_done() => {
+                writer.finished(&target);
+                match result {
+                    Ok(()) => retries.succeeded(&target),
+                    Err(e) => failed(&mut retries, &metrics, target, &e),
+                }
+            }
+            () = until(retries.next_due()) => {
+                for target in retries.pop_due(Instant::now()) {
+                    writer.submit(retry(&mut engine, &target));
+                    retried.push(target);
+                }
+            }
+        }
+        // Pool statuses once per batch: after the events that are ready now are handled.
+        let pool_actions = engine.pool_actions();
+        if !pool_actions.is_empty() {
+            writer.submit(pool_actions);
+        }
+        // A retry that found nothing left to write leaves nothing to back off from.
+        retried.retain(|target| {
+            let pending = writer.is_pending(target);
+            if !pending {
+                retries.succeeded(target);
+            }
+            pending
+        });
+        update_pool_metrics(&engine, &metrics);
+        metrics
+            .allocation_failures
+            .inner()
+            .store(engine.failure_count(), Ordering::Relaxed);
+    }
 }
 
-impl Executor {
-    fn key(&mut self, action: &Action) -> String {
-        match action {
-            Action::ServiceStatus { key, .. } => format!("svc/{key}"),
-            Action::PoolStatus { name, .. } => format!("poolstatus/{name}"),
-            Action::PoolFinalizer { name, .. } => format!("poolfinalizer/{name}"),
-            Action::Event { .. } => {
-                self.events_seq += 1;
-                format!("event/{}", self.events_seq)
-            }
-        }
+/// Sleeps until `at`; forever when nothing waits.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
+}
 
-    fn submit(&mut self, actions: Vec<Action>) {
-        for action in actions {
-            let key = self.key(&action);
-            if self.waiting.insert(key.clone(), action).is_none() && !self.busy.contains(&key) {
-                self.queue.push_back(key);
-            }
-        }
-        self.start_ready();
+/// A write failed: count it, and schedule it again unless it was an Event (an Event that cannot
+/// be published is logged; it never blocks a write).
+fn failed(retries: &mut RetryQueue<Target, Instant>, metrics: &Metrics, target: Target, e: &Error) {
+    metrics.count(e);
+    if let Target::Event(_) = target {
+        tracing::warn!(error = %e, "could not publish Event");
+        return;
     }
+    metrics.update_errors.inc();
+    metrics
+        .reconcile
+        .get_or_create(&ResultLabel { result: "error" })
+        .inc();
+    let delay = retries.failed(target, Instant::now(), rand::random());
+    tracing::warn!(error = %e, retry_in = ?delay, "write failed; retrying");
+}
 
-    fn start_ready(&mut self) {
-        while self.running.len() < MAX_CONCURRENT_WRITES {
-            let Some(key) = self.queue.pop_front() else {
-                break;
-            };
-            let Some(action) = self.waiting.remove(&key) else {
-                continue;
-            };
-            self.busy.insert(key.clone());
-            let fut = self.perform(key, action);
-            self.running.push(fut);
+/// The engine's writes for a target whose backoff is over.
+fn retry(engine: &mut Engine, target: &Target) -> Vec<Action> {
+    match target {
+        Target::ServiceStatus(service) => engine.write_failed(service),
+        Target::PoolStatus(pool) | Target::PoolFinalizer(pool) => {
+            // The pool writes come from `pool_actions` at the end of the batch.
+            engine.pool_write_failed(pool);
+            Vec::new()
         }
+        Target::Event(_) => Vec::new(),
     }
+}
 
-    /// A write finished: let the next one for the same object go.
-    fn finished(&mut self, key: &str) {
-        self.busy.remove(key);
-        if self.waiting.contains_key(key) {
-            self.queue.push_back(key.to_owned());
+async fn on_service(
+    engine: &mut Engine,
+    relist: &mut Relist<ServiceKey>,
+    event: Event<DeserializeGuard<Service>>,
+    events: &Events,
+) -> Vec<Action> {
+    match relist.change(event, || engine.service_keys()) {
+        Change::Nothing => Vec::new(),
+        Change::Applied(mut svc) => {
+            slim(&mut svc.metadata);
+            engine.apply_service(svc)
         }
-        self.start_ready();
+        Change::Invalid { meta, error } => {
+            report_invalid(events, "Service", "v1", &meta, &error).await;
+            Vec::new()
+        }
+        Change::Deleted(key) => engine.delete_service(&key),
+        Change::Gone(keys) => keys.iter().flat_map(|k| engine.delete_service(k)).collect(),
     }
+}
 
-    fn perform(&mut self, key: String, action: Action) -> BoxFuture<'static, Done> {
-        let client = self.client.clone();
-        let namespace = self.namespace.clone();
-        let events = self.events.clone();
-        let metrics = self.metrics.clone();
-        Box::pin(async move {
-            let params = PatchParams {
-                field_manager: Some(ferrolb_api::annotations::CONTROLLER_FIELD_MANAGER.to_owned()),
-                ..PatchParams::default()
-            };
-            let result = match &action {
-                Action::ServiceStatus { key: svc, desired } => {
-                    let (ns, name) = svc.split_once('/').unwrap_or(("", svc));
-                    let api: Api<Service> = Api::namespaced(client, ns);
-                    metrics.updates.inc();
-                    match api
-                        .patch_status(name, &params, &Patch::Merge(desired.status_patch()))
-                        .await
-                    {
-                        Ok(_) => Ok(()),
-                        // Deleted meanwhile: nothing left to write.
-                        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                Action::PoolStatus { name, status } => {
-                    let api: Api<IPAddressPool> = Api::namespaced(client, &namespace);
-                    metrics.updates.inc();
-                    api.patch_status(name, &params, &Patch::Merge(json!({"status": status})))
-                        .await
-                        .map(drop)
-                        .or_else(|e| {
-                            if matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                                Ok(())
-                            } else {
-                                Err(e.to_string())
-                            }
-                        })
-                }
-                Action::PoolFinalizer { name, finalizers } => {
-                    let api: Api<IPAddressPool> = Api::namespaced(client, &namespace);
-                    metrics.updates.inc();
-                    api.patch(
-                        name,
-                        &params,
-                        &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
-                    )
-                    .await
-                    .map(drop)
-                    .or_else(|e| {
-                        if matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                            Ok(())
-                        } else {
-                            Err(e.to_string())
-                        }
-                    })
-                }
-                Action::Event { object, notice } => {
-                    let severity = match notice.severity {
-                        Severity::Normal => EventSeverity::Normal,
-                        Severity::Warning => EventSeverity::Warning,
-                    };
-                    // An Event that cannot be published is logged; it never blocks a write.
-                    if let Err(e) = events
-                        .publish(
-                            &object_reference(object),
-                            severity,
-                            notice.reason,
-                            "Allocate",
-                            &notice.note,
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %e, reason = notice.reason, "could not publish Event");
-                    }
-                    Ok(())
-                }
-            };
-            if let Err(e) = &result {
-                metrics.update_errors.inc();
-                tracing::warn!(write = %key, error = %e, "write failed; retrying");
-            }
-            (key, result)
-        })
+async fn on_pool(
+    engine: &mut Engine,
+    relist: &mut Relist<String>,
+    event: Event<DeserializeGuard<IPAddressPool>>,
+    events: &Events,
+) -> Vec<Action> {
+    match relist.change(event, || engine.pool_names()) {
+        Change::Nothing => Vec::new(),
+        Change::Applied(mut pool) => {
+            slim(&mut pool.metadata);
+            engine.apply_pool(pool)
+        }
+        Change::Invalid { meta, error } => {
+            // The engine keeps the last good version of the pool.
+            report_invalid(events, "IPAddressPool", "ferrolb.io/v1beta1", &meta, &error).await;
+            Vec::new()
+        }
+        Change::Deleted(name) => engine.delete_pool(&name),
+        Change::Gone(names) => names.iter().flat_map(|n| engine.delete_pool(n)).collect(),
+    }
+}
+
+async fn on_namespace(
+    engine: &mut Engine,
+    relist: &mut Relist<String>,
+    event: Event<DeserializeGuard<Namespace>>,
+    events: &Events,
+) -> Vec<Action> {
+    match relist.change(event, || engine.namespace_names()) {
+        Change::Nothing => Vec::new(),
+        Change::Applied(ns) => engine.apply_namespace(&ns.name_any(), ns.labels().clone()),
+        Change::Invalid { meta, error } => {
+            report_invalid(events, "Namespace", "v1", &meta, &error).await;
+            Vec::new()
+        }
+        Change::Deleted(name) => engine.delete_namespace(&name),
+        Change::Gone(names) => names
+            .iter()
+            .flat_map(|n| engine.delete_namespace(n))
+            .collect(),
     }
 }
 
@@ -256,133 +308,12 @@ fn update_pool_metrics(engine: &Engine, metrics: &Metrics) {
     }
 }
 
-/// Runs the controller until the future is dropped (on losing the lease) or a watch fails for
-/// good.
-///
-/// # Errors
-/// Never under normal operation; watches retry with backoff.
-pub async fn run(
-    client: Client,
-    config: RuntimeConfig,
-    metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    let mut engine = Engine::new(EngineConfig {
-        lb_class: config.lb_class.clone(),
-    });
-    let events = Events::new(
-        client.clone(),
-        "ferrolb-controller",
-        config.instance.as_deref().unwrap_or("ferrolb-controller"),
-    );
-    let mut exec = Executor {
-        client: client.clone(),
-        namespace: config.namespace.clone(),
-        events: events.clone(),
-        metrics: metrics.clone(),
-        running: FuturesUnordered::new(),
-        busy: HashSet::new(),
-        waiting: HashMap::new(),
-        queue: VecDeque::new(),
-        events_seq: 0,
-    };
-    let cfg = watcher::Config::default();
-    // Backoff on watch errors: without it a lost apiserver would be retried in a tight loop.
-    let services = watcher::watcher(
-        Api::<DeserializeGuard<Service>>::all(client.clone()),
-        cfg.clone(),
-    )
-    .default_backoff()
-    .map(|e| {
-        e.map_or_else(
-            |e| Input::WatchError("services", e),
-            |e| Input::Service(Box::new(e)),
-        )
-    });
-    let pools = watcher::watcher(
-        Api::<DeserializeGuard<IPAddressPool>>::namespaced(client.clone(), &config.namespace),
-        cfg.clone(),
-    )
-    .default_backoff()
-    .map(|e| {
-        e.map_or_else(
-            |e| Input::WatchError("ipaddresspools", e),
-            |e| Input::Pool(Box::new(e)),
-        )
-    });
-    let namespaces = watcher::watcher(Api::<Namespace>::all(client.clone()), cfg)
-        .default_backoff()
-        .map(|e| {
-            e.map_or_else(
-                |e| Input::WatchError("namespaces", e),
-                |e| Input::Namespace(Box::new(e)),
-            )
-        });
-    let mut inputs =
-        futures::stream::select_all([services.boxed(), pools.boxed(), namespaces.boxed()]);
-    let (mut svc_relist, mut pool_relist, mut ns_relist) =
-        (Relist::default(), Relist::default(), Relist::default());
-    let (retry_tx, mut retry_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let invalid_recorder = events;
-
-    loop {
-        tokio::select! {
-            input = inputs.next() => {
-                let Some(input) = input else { anyhow::bail!("watch streams ended") };
-                let started = Instant::now();
-                let actions = match input {
-                    Input::WatchError(what, e) => {
-                        tracing::warn!(watch = what, error = %e, "watch error; retrying");
-                        Vec::new()
-                    }
-                    Input::Service(event) => handle_services(&mut engine, &mut svc_relist, *event, &invalid_recorder).await,
-                    Input::Pool(event) => handle_pools(&mut engine, &mut pool_relist, *event, &invalid_recorder).await,
-                    Input::Namespace(event) => handle_namespaces(&mut engine, &mut ns_relist, *event),
-                };
-                let mut actions = actions;
-                if !engine.is_synced() && svc_relist.done_once && pool_relist.done_once && ns_relist.done_once {
-                    tracing::info!("caches loaded: restoring assignments, then allocating");
-                    actions.extend(engine.start());
-                    metrics.config_loaded.set(1);
-                    ready.store(true, Ordering::Relaxed);
-                }
-                metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-                metrics.reconcile.get_or_create(&ResultLabel { result: "success" }).inc();
-                exec.submit(actions);
-            }
-            Some((key, result)) = exec.running.next(), if !exec.running.is_empty() => {
-                exec.finished(&key);
-                if let Err(_e) = result {
-                    metrics.reconcile.get_or_create(&ResultLabel { result: "error" }).inc();
-                    let tx = retry_tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(RETRY_AFTER).await;
-                        let _ = tx.send(key);
-                    });
-                }
-            }
-            Some(key) = retry_rx.recv() => {
-                let actions = if let Some(svc) = key.strip_prefix("svc/") {
-                    engine.write_failed(svc)
-                } else if let Some(pool) = key.strip_prefix("poolstatus/").or_else(|| key.strip_prefix("poolfinalizer/")) {
-                    engine.pool_write_failed(pool);
-                    Vec::new()
-                } else {
-                    Vec::new()
-                };
-                exec.submit(actions);
-            }
-        }
-        // Pool statuses once per batch: after the events that are ready now are handled.
-        let pool_actions = engine.pool_actions();
-        if !pool_actions.is_empty() {
-            exec.submit(pool_actions);
-        }
-        update_pool_metrics(&engine, &metrics);
-        metrics
-            .allocation_failures
-            .inner()
-            .store(engine.failure_count(), Ordering::Relaxed);
+/// Drops what the engine never reads but would keep for every object: field ownership records
+/// and kubectl's copy of the last applied manifest are most of a typical object's size.
+fn slim(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
@@ -406,7 +337,7 @@ async fn report_invalid(
     if let Err(e) = recorder
         .publish(
             &reference,
-            EventSeverity::Warning,
+            Severity::Warning,
             "InvalidObject",
             "Parse",
             &note,
@@ -414,135 +345,5 @@ async fn report_invalid(
         .await
     {
         tracing::warn!(error = %e, "could not publish Event");
-    }
-}
-
-async fn handle_services(
-    engine: &mut Engine,
-    relist: &mut Relist,
-    event: Event<DeserializeGuard<Service>>,
-    recorder: &Events,
-) -> Vec<Action> {
-    match event {
-        Event::Init => {
-            relist.seen = Some(BTreeSet::new());
-            Vec::new()
-        }
-        Event::InitApply(DeserializeGuard(obj)) | Event::Apply(DeserializeGuard(obj)) => {
-            match obj {
-                Ok(mut svc) => {
-                    if let Some(seen) = relist.seen.as_mut() {
-                        seen.insert(service_key(&svc));
-                    }
-                    slim(&mut svc.metadata);
-                    engine.apply_service(svc)
-                }
-                Err(invalid) => {
-                    report_invalid(recorder, "Service", "v1", &invalid.metadata, &invalid.error)
-                        .await;
-                    Vec::new()
-                }
-            }
-        }
-        Event::Delete(DeserializeGuard(obj)) => match obj {
-            Ok(svc) => engine.delete_service(&service_key(&svc)),
-            Err(invalid) => engine.delete_service(&format!(
-                "{}/{}",
-                invalid.metadata.namespace.unwrap_or_default(),
-                invalid.metadata.name.unwrap_or_default()
-            )),
-        },
-        Event::InitDone => {
-            let gone = relist.finish(engine.service_keys());
-            gone.iter().flat_map(|k| engine.delete_service(k)).collect()
-        }
-    }
-}
-
-/// Drops what the engine never reads but would keep for every object: field ownership records
-/// and kubectl's copy of the last applied manifest are most of a typical object's size.
-fn slim(meta: &mut kube::api::ObjectMeta) {
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-}
-
-async fn handle_pools(
-    engine: &mut Engine,
-    relist: &mut Relist,
-    event: Event<DeserializeGuard<IPAddressPool>>,
-    recorder: &Events,
-) -> Vec<Action> {
-    match event {
-        Event::Init => {
-            relist.seen = Some(BTreeSet::new());
-            Vec::new()
-        }
-        Event::InitApply(DeserializeGuard(obj)) | Event::Apply(DeserializeGuard(obj)) => {
-            match obj {
-                Ok(mut pool) => {
-                    if let Some(seen) = relist.seen.as_mut() {
-                        seen.insert(pool.name_any());
-                    }
-                    slim(&mut pool.metadata);
-                    engine.apply_pool(pool)
-                }
-                Err(invalid) => {
-                    // Keep the last good version of the pool (the engine still has it).
-                    if let (Some(seen), Some(name)) =
-                        (relist.seen.as_mut(), invalid.metadata.name.clone())
-                    {
-                        seen.insert(name);
-                    }
-                    report_invalid(
-                        recorder,
-                        "IPAddressPool",
-                        "ferrolb.io/v1beta1",
-                        &invalid.metadata,
-                        &invalid.error,
-                    )
-                    .await;
-                    Vec::new()
-                }
-            }
-        }
-        Event::Delete(DeserializeGuard(obj)) => {
-            let name = match obj {
-                Ok(pool) => pool.name_any(),
-                Err(invalid) => invalid.metadata.name.unwrap_or_default(),
-            };
-            engine.delete_pool(&name)
-        }
-        Event::InitDone => {
-            let gone = relist.finish(engine.pool_names());
-            gone.iter().flat_map(|k| engine.delete_pool(k)).collect()
-        }
-    }
-}
-
-fn handle_namespaces(
-    engine: &mut Engine,
-    relist: &mut Relist,
-    event: Event<Namespace>,
-) -> Vec<Action> {
-    match event {
-        Event::Init => {
-            relist.seen = Some(BTreeSet::new());
-            Vec::new()
-        }
-        Event::InitApply(ns) | Event::Apply(ns) => {
-            if let Some(seen) = relist.seen.as_mut() {
-                seen.insert(ns.name_any());
-            }
-            engine.apply_namespace(&ns.name_any(), ns.labels().clone())
-        }
-        Event::Delete(ns) => engine.delete_namespace(&ns.name_any()),
-        Event::InitDone => {
-            let gone = relist.finish(engine.namespace_names());
-            gone.iter()
-                .flat_map(|k| engine.delete_namespace(k))
-                .collect()
-        }
     }
 }

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used)]
 
 use ferrolb_api::IPAddressPool;
-use ferrolb_controller::decide::{Desired, Severity};
+use ferrolb_controller::convert::ServiceKey;
+use ferrolb_controller::decide::Desired;
 use ferrolb_controller::engine::{Action, Engine, EngineConfig};
+use ferrolb_observe::events::Severity;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
@@ -73,7 +75,9 @@ fn status_writes(actions: &[Action]) -> Vec<(String, Desired)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::ServiceStatus { key, desired } => Some((key.clone(), desired.clone())),
+            Action::ServiceStatus { service, desired } => {
+                Some((service.to_string(), desired.clone()))
+            }
             _ => None,
         })
         .collect()
@@ -257,8 +261,8 @@ fn an_exhausted_pool_is_named_and_the_waiting_service_gets_the_freed_ip() {
             .any(|(r, note)| *r == "AllocationFailed" && note.contains("tiny")),
         "{ev:?}"
     );
-    assert!(e.failures().contains_key("default/c"));
-    let actions = e.delete_service("default/a");
+    assert!(e.failures().contains_key(&ServiceKey::new("default", "c")));
+    let actions = e.delete_service(&ServiceKey::new("default", "a"));
     let writes = status_writes(&actions);
     assert_eq!(writes.len(), 1);
     assert_eq!(writes[0].0, "default/c");
@@ -348,7 +352,7 @@ fn a_deleted_pool_in_use_is_held_until_no_service_uses_it() {
             .any(|(r, _)| *r == "AllocationFailed")
     );
     // The last user goes: the finalizer is removed.
-    e.delete_service("default/web");
+    e.delete_service(&ServiceKey::new("default", "web"));
     let actions = e.pool_actions();
     assert!(
         actions.iter().any(

@@ -1,9 +1,12 @@
-//! The runtime against a mocked API (`tower_test`): every request the controller makes is
-//! recorded and checked, so a missing or an extra call fails the test.
+//! The runtime against a mocked API (`tower_test`): lists and watches come from fixtures, Service
+//! changes are pushed through the Service watch after the controller is ready, and every write
+//! is recorded. Each test asserts the exact writes made, so a missing or an extra call fails,
+//! and each waits for writes a working controller must make, so a stopped one fails too. A
+//! panic in the mock (an unexpected request) fails the test that caused it.
 #![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +19,14 @@ use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How long a condition may take: far above what a working controller needs (milliseconds).
+const WAIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(20);
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+const POOL_PATH: &str = "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/ipaddresspools/lan";
 
 type Body = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
 
@@ -29,88 +40,215 @@ fn quiet() -> Body {
     StreamBody::new(futures::stream::pending().boxed())
 }
 
-#[derive(Debug, Clone)]
+/// A watch that sends what the test pushes, one JSON watch event per line.
+fn pushed(mut events: mpsc::UnboundedReceiver<Value>) -> Body {
+    let lines = futures::stream::poll_fn(move |cx| events.poll_recv(cx))
+        .map(|event| Ok(Frame::data(Bytes::from(format!("{event}\n")))))
+        .boxed();
+    StreamBody::new(lines)
+}
+
+/// One write the controller made. Event bodies keep only what a user reads (type, reason,
+/// note, object): the rest carries clocks and generated names.
+#[derive(Debug, Clone, PartialEq)]
 struct Write {
     method: String,
     path: String,
     body: Value,
 }
 
+fn sorted(mut writes: Vec<Write>) -> Vec<Write> {
+    writes.sort_by_key(|w| (w.method.clone(), w.path.clone(), w.body.to_string()));
+    writes
+}
+
 fn list(kind: &str, api_version: &str, items: &[Value]) -> Value {
     json!({"kind": format!("{kind}List"), "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
-/// Serves the controller's lists and watches from fixtures and records every write.
-async fn run_controller(
+/// A controller running against the mock, and the handles a test drives it with.
+struct Cluster {
+    writes: Arc<Mutex<Vec<Write>>>,
+    service_watch: mpsc::UnboundedSender<Value>,
+    ready: Arc<AtomicBool>,
+    controller: JoinHandle<Result<(), ferrolb_controller::Error>>,
+    server: Option<JoinHandle<()>>,
+    resource_version: u64,
+}
+
+impl Cluster {
+    /// Starts the controller with these objects in the cluster and waits until it is ready.
+    async fn start(services: Vec<Value>, pools: Vec<Value>) -> Self {
+        let (service, handle) =
+            tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let (service_watch, pushed_events) = mpsc::unbounded_channel();
+        let server = tokio::spawn(serve(
+            handle,
+            services,
+            pools,
+            pushed_events,
+            writes.clone(),
+        ));
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry));
+        let config = RuntimeConfig {
+            namespace: "ferrolb-system".into(),
+            lb_class: None,
+            instance: Some("test".into()),
+        };
+        let ready = Arc::new(AtomicBool::new(false));
+        let controller = tokio::spawn(run(client, config, metrics, ready.clone()));
+        let mut cluster = Self {
+            writes,
+            service_watch,
+            ready,
+            controller,
+            server: Some(server),
+            resource_version: 1,
+        };
+        cluster
+            .until("the controller to be ready", |c| {
+                c.ready.load(Ordering::Relaxed)
+            })
+            .await;
+        cluster
+    }
+
+    fn writes(&self) -> Vec<Write> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    /// Pushes a Service event (`ADDED` or `MODIFIED`) through the Service watch.
+    fn push(&mut self, kind: &str, mut svc: Value) {
+        self.resource_version += 1;
+        svc["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.service_watch
+            .send(json!({"type": kind, "object": svc}))
+            .unwrap();
+    }
+
+    /// Waits until `done` holds, failing after [`WAIT`] with `what`, or at once when the mock
+    /// panicked or the controller stopped.
+    async fn until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            self.check_alive().await;
+            if done(self) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for {what}; writes so far: {:#?}",
+                self.writes()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until at least `n` writes were made.
+    async fn until_writes(&mut self, n: usize) {
+        self.until(&format!("{n} writes"), |c| c.writes().len() >= n)
+            .await;
+    }
+
+    async fn check_alive(&mut self) {
+        if self.server.as_ref().is_some_and(JoinHandle::is_finished) {
+            join_server(self.server.take()).await;
+            panic!("the mock API server stopped while the controller ran");
+        }
+        assert!(
+            !self.controller.is_finished(),
+            "the controller stopped: {:?}",
+            (&mut self.controller).await
+        );
+    }
+
+    /// Stops the controller, joins the mock (raising its panic, if any) and returns every write.
+    async fn stop(mut self) -> Vec<Write> {
+        self.check_alive().await;
+        self.controller.abort();
+        let _ = (&mut self.controller).await;
+        // The mock ends once the controller's client is dropped.
+        join_server(self.server.take()).await;
+        sorted(self.writes())
+    }
+}
+
+async fn join_server(server: Option<JoinHandle<()>>) {
+    let Some(server) = server else { return };
+    match tokio::time::timeout(WAIT, server).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Ok(Err(e)) => panic!("mock API server failed: {e}"),
+        Err(_) => panic!("mock API server did not stop within {WAIT:?}"),
+    }
+}
+
+/// Serves lists and watches from the fixtures and records every write; panics on a request the
+/// controller has no business making.
+async fn serve(
+    mut handle: tower_test::mock::Handle<Request<kube::client::Body>, Response<Body>>,
     services: Vec<Value>,
     pools: Vec<Value>,
-    quiet_for: Duration,
-) -> Vec<Write> {
-    let (service, mut handle) =
-        tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
-    let writes = Arc::new(Mutex::new(Vec::new()));
-    let recorded = writes.clone();
-    let server = tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let path = parts.uri.path().to_owned();
-            let query = parts.uri.query().unwrap_or_default().to_owned();
-            let body: Value =
-                serde_json::from_slice(&body.collect_bytes().await.unwrap()).unwrap_or(Value::Null);
-            let response = if parts.method == http::Method::GET {
-                if query.contains("watch=true") {
-                    quiet()
-                } else if path == "/api/v1/services" {
-                    once(&list("Service", "v1", &services))
-                } else if path.ends_with("/ipaddresspools") {
-                    once(&list("IPAddressPool", "ferrolb.io/v1beta1", &pools))
-                } else if path == "/api/v1/namespaces" {
-                    once(&list(
-                        "Namespace",
-                        "v1",
-                        &[json!({"metadata": {"name": "default"}})],
-                    ))
-                } else {
-                    panic!("unexpected GET {path}?{query}");
-                }
-            } else {
-                recorded.lock().unwrap().push(Write {
-                    method: parts.method.to_string(),
-                    path: path.clone(),
-                    body: body.clone(),
+    pushed_events: mpsc::UnboundedReceiver<Value>,
+    writes: Arc<Mutex<Vec<Write>>>,
+) {
+    let mut pushed_events = Some(pushed_events);
+    while let Some((request, send)) = handle.next_request().await {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path().to_owned();
+        let query = parts.uri.query().unwrap_or_default().to_owned();
+        let body: Value =
+            serde_json::from_slice(&body.collect_bytes().await.unwrap()).unwrap_or(Value::Null);
+        let watch = query.contains("watch=true");
+        let response = match (parts.method.as_str(), path.as_str()) {
+            ("GET", "/api/v1/services") if watch => match pushed_events.take() {
+                Some(events) => pushed(events),
+                None => panic!("the Service watch was opened twice"),
+            },
+            ("GET", _) if watch => quiet(),
+            ("GET", "/api/v1/services") => once(&list("Service", "v1", &services)),
+            ("GET", "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/ipaddresspools") => {
+                once(&list("IPAddressPool", "ferrolb.io/v1beta1", &pools))
+            }
+            ("GET", "/api/v1/namespaces") => once(&list(
+                "Namespace",
+                "v1",
+                &[json!({"metadata": {"name": "default"}})],
+            )),
+            ("PATCH", p) if p.starts_with("/api/v1/namespaces/default/services/") => {
+                let name = p.split('/').nth(6).unwrap_or_default();
+                record(&writes, "PATCH", p, body);
+                once(&json!({"apiVersion": "v1", "kind": "Service",
+                             "metadata": {"name": name, "namespace": "default"}}))
+            }
+            ("PATCH", p) if p.starts_with(POOL_PATH) => {
+                record(&writes, "PATCH", p, body);
+                once(&pools[0])
+            }
+            ("POST", EVENTS_PATH) => {
+                let echo = once(&body);
+                let summary = json!({
+                    "type": body["type"], "reason": body["reason"], "note": body["note"],
+                    "regarding": body["regarding"]["name"],
                 });
-                // Echo something of the right kind back.
-                let echo = if path.contains("/services/") {
-                    services[0].clone()
-                } else if path.contains("/ipaddresspools/") {
-                    pools[0].clone()
-                } else {
-                    body
-                };
-                once(&echo)
-            };
-            send.send_response(Response::builder().status(200).body(response).unwrap());
-        }
-    });
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = Arc::new(Metrics::new(&mut registry));
-    let config = RuntimeConfig {
-        namespace: "ferrolb-system".into(),
-        lb_class: None,
-        instance: Some("test".into()),
-    };
-    let controller = tokio::spawn(run(
-        client,
-        config,
-        metrics,
-        Arc::new(AtomicBool::new(false)),
-    ));
-    tokio::time::sleep(quiet_for).await;
-    controller.abort();
-    server.abort();
+                record(&writes, "POST", EVENTS_PATH, summary);
+                echo
+            }
+            (method, _) => panic!("unexpected request {method} {path}?{query}: {body}"),
+        };
+        send.send_response(Response::builder().status(200).body(response).unwrap());
+    }
+}
 
-    writes.lock().unwrap().clone()
+fn record(writes: &Mutex<Vec<Write>>, method: &str, path: &str, body: Value) {
+    writes.lock().unwrap().push(Write {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        body,
+    });
 }
 
 fn pool(status: Value) -> Value {
@@ -131,14 +269,25 @@ fn ready_status(assigned: i64) -> Value {
     })
 }
 
-fn service(extra: Value) -> Value {
+fn service(name: &str, extra: Value) -> Value {
     let mut v = json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "web", "namespace": "default", "uid": "svc-uid", "resourceVersion": "1"},
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "resourceVersion": "1"},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}], "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack"},
     });
     merge(&mut v, &extra);
     v
+}
+
+/// A Service that holds `ip` from pool `lan`.
+fn holding(name: &str, ip: &str) -> Value {
+    service(
+        name,
+        json!({
+            "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}},
+        }),
+    )
 }
 
 fn merge(a: &mut Value, b: &Value) {
@@ -154,90 +303,140 @@ fn merge(a: &mut Value, b: &Value) {
     }
 }
 
-const SETTLE: Duration = Duration::from_millis(1500);
+fn status_patch(name: &str, ip: &str) -> Write {
+    Write {
+        method: "PATCH".into(),
+        path: format!("/api/v1/namespaces/default/services/{name}/status"),
+        body: json!({
+            "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}},
+        }),
+    }
+}
 
-#[tokio::test]
-async fn nothing_is_written_when_nothing_changed() {
-    let held = service(json!({
-        "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}},
-        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.0", "ipMode": "VIP"}]}},
-    }));
-    let writes = run_controller(vec![held], vec![pool(ready_status(1))], SETTLE).await;
-    assert!(writes.is_empty(), "unexpected writes: {writes:#?}");
+fn event(name: &str, type_: &str, reason: &str, note: &str) -> Write {
+    Write {
+        method: "POST".into(),
+        path: EVENTS_PATH.into(),
+        body: json!({"type": type_, "reason": reason, "note": note, "regarding": name}),
+    }
+}
+
+fn pool_count(assigned: i64) -> Write {
+    Write {
+        method: "PATCH".into(),
+        path: format!("{POOL_PATH}/status"),
+        body: json!({ "status": ready_status(assigned) }),
+    }
+}
+
+/// The writes for a Service that gets `ip` while the pool then holds `assigned` addresses.
+fn allocation(name: &str, ip: &str, assigned: i64) -> Vec<Write> {
+    vec![
+        status_patch(name, ip),
+        event(
+            name,
+            "Normal",
+            "IPAllocated",
+            &format!("assigned IP [{ip}] from pool lan"),
+        ),
+        pool_count(assigned),
+    ]
 }
 
 #[tokio::test]
-async fn a_new_allocation_is_one_status_patch_one_event_and_the_pool_count() {
-    let writes = run_controller(
-        vec![service(json!({}))],
-        vec![pool(ready_status(0))],
-        SETTLE,
+async fn a_service_created_after_sync_gets_one_status_patch_one_event_and_the_pool_count() {
+    let mut cluster = Cluster::start(vec![], vec![pool(ready_status(0))]).await;
+    cluster.push("ADDED", service("web", json!({})));
+    cluster.until_writes(3).await;
+    assert_eq!(
+        cluster.stop().await,
+        sorted(allocation("web", "192.0.2.0", 1))
+    );
+}
+
+#[tokio::test]
+async fn a_service_changed_after_sync_to_request_another_ip_moves_with_one_patch_and_a_warning() {
+    let mut cluster = Cluster::start(
+        vec![holding("web", "192.0.2.0")],
+        vec![pool(ready_status(1))],
     )
     .await;
-    let mut summary: Vec<(String, String)> = writes
-        .iter()
-        .map(|w| (w.method.clone(), w.path.clone()))
-        .collect();
-    summary.sort();
+    let mut moved = holding("web", "192.0.2.0");
+    moved["metadata"]["annotations"]["ferrolb.io/loadBalancerIPs"] = json!("192.0.2.5");
+    cluster.push("MODIFIED", moved);
+    cluster.until_writes(2).await;
+    // The pool still holds one address: its status is unchanged and not written.
     assert_eq!(
-        summary,
-        [
-            (
-                "PATCH".to_owned(),
-                "/api/v1/namespaces/default/services/web/status".to_owned()
+        cluster.stop().await,
+        sorted(vec![
+            status_patch("web", "192.0.2.5"),
+            event(
+                "web",
+                "Warning",
+                "IPReassigned",
+                "IP changed from [192.0.2.0] to [192.0.2.5] (pool lan)"
             ),
-            (
-                "PATCH".to_owned(),
-                "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/ipaddresspools/lan/status"
-                    .to_owned()
-            ),
-            (
-                "POST".to_owned(),
-                "/apis/events.k8s.io/v1/namespaces/default/events".to_owned()
-            ),
-        ],
-        "{writes:#?}"
+        ])
     );
-    let status = writes
-        .iter()
-        .find(|w| w.path.ends_with("services/web/status"))
-        .unwrap();
+}
+
+#[tokio::test]
+async fn a_service_held_at_start_or_relabelled_later_costs_no_write() {
+    let mut cluster = Cluster::start(
+        vec![holding("web", "192.0.2.0")],
+        vec![pool(ready_status(1))],
+    )
+    .await;
+    let mut relabelled = holding("web", "192.0.2.0");
+    relabelled["metadata"]["labels"] = json!({"app": "web"});
+    cluster.push("MODIFIED", relabelled);
+    // A Service that needs writes, after the one that needs none: once its writes are made, the
+    // change before it was handled too.
+    cluster.push("ADDED", service("next", json!({})));
+    cluster.until_writes(3).await;
     assert_eq!(
-        status.body["status"]["loadBalancer"]["ingress"],
-        json!([{"ip": "192.0.2.0", "ipMode": "VIP"}])
+        cluster.stop().await,
+        sorted(allocation("next", "192.0.2.1", 2))
     );
-    assert_eq!(
-        status.body["metadata"]["annotations"]["ferrolb.io/ip-allocated-from-pool"],
-        "lan"
-    );
-    let event = writes.iter().find(|w| w.method == "POST").unwrap();
-    assert_eq!(event.body["reason"], "IPAllocated");
-    assert_eq!(event.body["regarding"]["name"], "web");
-    let pool_status = writes
-        .iter()
-        .find(|w| w.path.contains("ipaddresspools"))
-        .unwrap();
-    assert_eq!(pool_status.body["status"]["assignedIPv4"], 1);
 }
 
 #[tokio::test]
 async fn a_service_of_another_class_is_never_written() {
-    let other = service(json!({
-        "metadata": {"annotations": {"ferrolb.io/loadBalancerIPs": "192.0.2.3", "ferrolb.io/address-pool": "lan"}},
-        "spec": {"loadBalancerClass": "example.com/other-lb"},
-    }));
-    let writes = run_controller(vec![other], vec![pool(ready_status(0))], SETTLE).await;
-    assert!(writes.is_empty(), "unexpected writes: {writes:#?}");
+    let other = |name: &str| {
+        service(
+            name,
+            json!({
+                "metadata": {"annotations": {"ferrolb.io/loadBalancerIPs": "192.0.2.3", "ferrolb.io/address-pool": "lan"}},
+                "spec": {"loadBalancerClass": "example.com/other-lb"},
+            }),
+        )
+    };
+    let mut cluster = Cluster::start(vec![other("other")], vec![pool(ready_status(0))]).await;
+    let mut changed = other("other");
+    changed["metadata"]["annotations"]["ferrolb.io/loadBalancerIPs"] = json!("192.0.2.4");
+    cluster.push("MODIFIED", changed);
+    cluster.push("ADDED", other("another"));
+    cluster.push("ADDED", service("web", json!({})));
+    cluster.until_writes(3).await;
+    assert_eq!(
+        cluster.stop().await,
+        sorted(allocation("web", "192.0.2.0", 1))
+    );
 }
 
 #[tokio::test]
 async fn a_pool_without_the_finalizer_gets_it() {
     let mut p = pool(ready_status(0));
     p["metadata"]["finalizers"] = json!([]);
-    let writes = run_controller(vec![], vec![p], SETTLE).await;
-    assert_eq!(writes.len(), 1, "{writes:#?}");
+    let mut cluster = Cluster::start(vec![], vec![p]).await;
+    cluster.until_writes(1).await;
     assert_eq!(
-        writes[0].body["metadata"]["finalizers"],
-        json!(["ferrolb.io/pool-protection"])
+        cluster.stop().await,
+        [Write {
+            method: "PATCH".into(),
+            path: POOL_PATH.into(),
+            body: json!({"metadata": {"finalizers": ["ferrolb.io/pool-protection"]}}),
+        }]
     );
 }

@@ -39,7 +39,8 @@ async fn run_controller(url: &str) -> anyhow::Result<()> {
         instance: Some("bench".into()),
     };
     ferrolb_controller::runtime::run(client, config, metrics, Arc::new(AtomicBool::new(false)))
-        .await
+        .await?;
+    Ok(())
 }
 
 /// CPU seconds the process has used (user + system).
