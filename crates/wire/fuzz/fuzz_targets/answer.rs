@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 
 const OUR_MAC: Mac = Mac([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
 const THEIR_MAC: Mac = Mac([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-const OUR_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+const OUR_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const OUR_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
 
 fuzz_target!(|frame: &[u8]| {
