@@ -1,5 +1,5 @@
 //! Why a received frame gets no answer: [`Ignored`] (well-formed, not ours to answer) or
-//! [`Malformed`] (failed a check). [`crate::frame`] sorts refusals into these while it peels
+//! [`Malformed`] (failed a check). The frame parser sorts refusals into these while it peels
 //! the layers, and [`crate::answer`] adds the ones that depend on what this node owns; the
 //! speaker counts both by `metric_label()`.
 
