@@ -9,8 +9,8 @@
 //! address option exactly 8 bytes, the first of each kind wins as in Linux), and the rules for
 //! the unspecified source (Duplicate Address Detection) and multicast destinations.
 //! smoltcp's `NdiscRepr::parse` leaves those checks to its interface layer and answers a
-//! bare `Error`, and it lets the last duplicate option win and skips a malformed
-//! link-layer option instead of refusing the message.
+//! bare `Error`; it also lets the last duplicate option win and takes the first six bytes of
+//! a link-layer option of any length.
 //!
 //! [RFC 4861]: https://www.rfc-editor.org/rfc/rfc4861
 //! [RFC 4861 section 7.1.1]: https://www.rfc-editor.org/rfc/rfc4861#section-7.1.1
@@ -202,30 +202,31 @@ fn parse_options(options: &[u8]) -> Result<LinkLayerOptions, Error> {
         if units == 0 {
             return Err(Error::ZeroLengthOption { kind });
         }
-        let Some(option) = rest.get(..usize::from(units) * 8) else {
+        let len = usize::from(units) * 8;
+        let Some(option) = rest.get(..len) else {
             return Err(Error::OptionOverrun { offset });
         };
-        // Unchecked because smoltcp's check also wants each known type's minimum length,
-        // and options of other types are skipped here whatever their content.
+        // Bounds checked above (8 bytes or more, all of them present). Not `new_checked`:
+        // smoltcp's check also wants each known type's minimum length, and options other
+        // than link-layer addresses are skipped here whatever their content.
         let option = NdiscOption::new_unchecked(option);
         let slot = match option.option_type() {
-            NdiscOptionType::SourceLinkLayerAddr => &mut found.source,
-            NdiscOptionType::TargetLinkLayerAddr => &mut found.target,
-            _ => {
-                offset += option.into_inner().len();
-                continue;
-            }
+            NdiscOptionType::SourceLinkLayerAddr => Some(&mut found.source),
+            NdiscOptionType::TargetLinkLayerAddr => Some(&mut found.target),
+            _ => None,
         };
-        if units != 1 {
-            return Err(Error::BadLinkLayerOptionLength { kind, units });
+        if let Some(slot) = slot {
+            if units != 1 {
+                return Err(Error::BadLinkLayerOptionLength { kind, units });
+            }
+            // One unit holds exactly the six bytes of a MAC after type and length.
+            if slot.is_none()
+                && let Ok(octets) = <[u8; 6]>::try_from(option.link_layer_addr().as_bytes())
+            {
+                *slot = Some(Mac(octets));
+            }
         }
-        // One unit holds exactly the six bytes of a MAC after type and length.
-        if slot.is_none()
-            && let Ok(octets) = <[u8; 6]>::try_from(option.link_layer_addr().as_bytes())
-        {
-            *slot = Some(Mac(octets));
-        }
-        offset += option.into_inner().len();
+        offset += len;
     }
     Ok(found)
 }
@@ -631,7 +632,7 @@ mod tests {
 
     #[test]
     fn a_two_unit_link_layer_option_is_refused_on_ethernet() {
-        // smoltcp's NdiscRepr::parse reads this as an 8-byte hardware address.
+        // smoltcp's NdiscRepr::parse accepts it and takes 01:02:03:04:05:06.
         let (ip, bytes) = ns_with_options(&[0x01, 0x02, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(
             NdpRepr::parse(&ip, &bytes),
