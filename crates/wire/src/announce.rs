@@ -12,9 +12,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::arp::{ArpOperation, ArpRepr};
-use crate::ethernet::Mac;
+use crate::arp::ArpRepr;
 use crate::frame::{self, Packet};
+use crate::mac::Mac;
 use crate::ndp::{ALL_NODES, NaFlags, NdpRepr, NeighborAdvert, NeighborSolicit, solicited_node};
 
 /// The two gratuitous ARP frames announcing that `ip` is at `mac`, both broadcast: first an
@@ -77,17 +77,15 @@ pub fn dad_ns(mac: Mac, ip: Ipv6Addr) -> Vec<u8> {
 /// Whether `frame` is an address probe: an ARP request from `0.0.0.0` ([`arp_probe`]) or a
 /// duplicate-address Neighbor Solicitation from `::` ([`dad_ns`]). Malformed frames are not.
 pub fn is_address_probe(frame: &[u8]) -> bool {
-    let Ok((eth, payload)) = frame::parse_ethernet(frame) else {
-        return false;
-    };
-    match frame::parse_payload(eth.ethertype, payload) {
-        Ok(Packet::Arp(arp)) => {
-            arp.operation == ArpOperation::Request && arp.sender_ip == Ipv4Addr::UNSPECIFIED
-        }
-        Ok(Packet::Ndp {
-            ip,
-            ndp: NdpRepr::Solicit(_),
-        }) => ip.src_addr == Ipv6Addr::UNSPECIFIED,
+    match frame::parse(frame) {
+        Ok((_, Packet::Arp(arp))) => arp.is_probe(),
+        Ok((
+            _,
+            Packet::Ndp {
+                ip,
+                ndp: NdpRepr::Solicit(_),
+            },
+        )) => ip.src_addr.is_unspecified(),
         _ => false,
     }
 }
@@ -101,8 +99,8 @@ pub fn is_address_probe(frame: &[u8]) -> bool {
 ///
 /// Anything else, including every malformed, truncated or VLAN-tagged frame, is `None`.
 pub fn conflict_from(frame: &[u8], ip: IpAddr, our_mac: Mac) -> Option<Mac> {
-    let (eth, payload) = frame::parse_ethernet(frame).ok()?;
-    let claimed = match (frame::parse_payload(eth.ethertype, payload).ok()?, ip) {
+    let (eth, packet) = frame::parse(frame).ok()?;
+    let claimed = match (packet, ip) {
         (Packet::Arp(arp), IpAddr::V4(ip)) if arp.sender_ip == ip => arp.sender_mac,
         (
             Packet::Ndp {
@@ -121,13 +119,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::answer::{Ignored, Responder, Verdict};
+    use crate::answer::{Responder, Verdict};
     use crate::arp::ArpOperation;
+    use crate::reason::Ignored;
     use std::collections::BTreeSet;
 
     const OUR_MAC: Mac = Mac([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
     const THEIR_MAC: Mac = Mac([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-    const OUR_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+    const OUR_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 
     fn our_v6() -> Ipv6Addr {
         "2001:db8::10".parse().unwrap()
@@ -154,9 +153,9 @@ mod tests {
             0x00, 0x01, 0x08, 0x00, 0x06, 0x04, // Ethernet, IPv4, 6, 4
             0x00, 0x01,                         // request
             0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // sender MAC: us
-            0xc0, 0xa8, 0x01, 0x0a,             // sender IP 192.168.1.10
+            0xc0, 0x00, 0x02, 0x0a,             // sender IP 192.0.2.10
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // target MAC: zero (RFC 5227)
-            0xc0, 0xa8, 0x01, 0x0a,             // target IP 192.168.1.10
+            0xc0, 0x00, 0x02, 0x0a,             // target IP 192.0.2.10
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // padding
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         ];
@@ -197,9 +196,8 @@ mod tests {
         assert_eq!(frame.len(), 60);
         assert_eq!(frame[..6], Mac::BROADCAST.0);
         assert_eq!(frame[6..12], OUR_MAC.0);
-        let (_, payload) = frame::parse_ethernet(&frame).unwrap();
-        let arp = match frame::parse_payload(crate::EtherType::ARP, payload).unwrap() {
-            Packet::Arp(arp) => arp,
+        let arp = match frame::parse(&frame).unwrap() {
+            (_, Packet::Arp(arp)) => arp,
             other => panic!("expected ARP, got {other:?}"),
         };
         assert_eq!(arp, ArpRepr::probe(OUR_MAC, OUR_V4));
@@ -290,7 +288,7 @@ mod tests {
             sender_mac: THEIR_MAC,
             sender_ip: OUR_V4,
             target_mac: Mac::ZERO,
-            target_ip: Ipv4Addr::new(192, 168, 1, 1),
+            target_ip: Ipv4Addr::new(192, 0, 2, 1),
         };
         let frame = frame::arp_frame(THEIR_MAC, Mac::BROADCAST, &request);
         assert_eq!(
@@ -301,7 +299,7 @@ mod tests {
 
     #[test]
     fn frames_about_other_addresses_or_families_are_no_conflict() {
-        let frame = &gratuitous_arp(THEIR_MAC, Ipv4Addr::new(192, 168, 1, 11))[0];
+        let frame = &gratuitous_arp(THEIR_MAC, Ipv4Addr::new(192, 0, 2, 11))[0];
         assert_eq!(conflict_from(frame, OUR_V4.into(), OUR_MAC), None);
         assert_eq!(conflict_from(frame, our_v6().into(), OUR_MAC), None);
         let na = unsolicited_na(THEIR_MAC, our_v6());

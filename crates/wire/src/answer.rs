@@ -25,161 +25,15 @@
 //! [RFC 4861 section 7.2.4]: https://www.rfc-editor.org/rfc/rfc4861#section-7.2.4
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::arp::{self, ArpOperation, ArpRepr};
-use crate::ethernet::{self, EtherType, EthernetRepr, Mac};
-use crate::frame::{self, Packet, Rejected};
-use crate::icmpv6;
-use crate::ipv6::{self, Ipv6Repr};
-use crate::ndp::{self, ALL_NODES, NaFlags, NdpRepr, NeighborAdvert, NeighborSolicit};
+use smoltcp::wire::Ipv6Repr;
 
-/// Why a well-formed frame gets no answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ignored {
-    /// An 802.1Q / 802.1ad tagged frame (see [`crate::ethernet`]).
-    VlanTagged,
-    /// Neither ARP nor IPv6.
-    UnhandledEthertype {
-        /// The EtherType found.
-        ethertype: EtherType,
-    },
-    /// Sent from our own MAC: a raw socket also sees outgoing frames, and answering our own
-    /// probe would defend an address against ourselves.
-    FromOurselves,
-    /// Unicast to another station (seen in promiscuous mode).
-    NotAddressedToUs {
-        /// The destination MAC.
-        dst: Mac,
-    },
-    /// An ARP reply: it answers someone else's question.
-    ArpReply,
-    /// A gratuitous ARP request (sender IP = target IP): an announcement, not a question.
-    ArpAnnouncement,
-    /// IPv6 that is not ICMPv6 directly after the fixed header.
-    NotIcmpv6 {
-        /// The next header found.
-        next_header: u8,
-    },
-    /// ICMPv6 other than Neighbor Solicitation and Advertisement.
-    NotNeighborDiscovery {
-        /// The ICMPv6 type found.
-        msg_type: u8,
-    },
-    /// A Neighbor Advertisement: an answer or announcement, never a question.
-    NeighborAdvertisement,
-    /// A question about an address this node does not own.
-    TargetNotOwned {
-        /// The address asked about.
-        target: IpAddr,
-    },
-}
-
-impl Ignored {
-    /// A short `snake_case` name for this reason, stable for use as a metric label.
-    pub const fn metric_label(&self) -> &'static str {
-        match self {
-            Ignored::VlanTagged => "vlan_tagged",
-            Ignored::UnhandledEthertype { .. } => "unhandled_ethertype",
-            Ignored::FromOurselves => "from_ourselves",
-            Ignored::NotAddressedToUs { .. } => "not_addressed_to_us",
-            Ignored::ArpReply => "arp_reply",
-            Ignored::ArpAnnouncement => "arp_announcement",
-            Ignored::NotIcmpv6 { .. } => "not_icmpv6",
-            Ignored::NotNeighborDiscovery { .. } => "not_neighbor_discovery",
-            Ignored::NeighborAdvertisement => "neighbor_advertisement",
-            Ignored::TargetNotOwned { .. } => "target_not_owned",
-        }
-    }
-}
-
-impl fmt::Display for Ignored {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Ignored::VlanTagged => f.write_str("VLAN-tagged frame"),
-            Ignored::UnhandledEthertype { ethertype } => {
-                write!(f, "EtherType {ethertype} is neither ARP nor IPv6")
-            }
-            Ignored::FromOurselves => f.write_str("frame sent by this node"),
-            Ignored::NotAddressedToUs { dst } => write!(f, "frame unicast to {dst}"),
-            Ignored::ArpReply => f.write_str("ARP reply"),
-            Ignored::ArpAnnouncement => f.write_str("gratuitous ARP announcement"),
-            Ignored::NotIcmpv6 { next_header } => {
-                write!(f, "IPv6 next header {next_header} is not ICMPv6")
-            }
-            Ignored::NotNeighborDiscovery { msg_type } => {
-                write!(f, "ICMPv6 type {msg_type} is not neighbor discovery")
-            }
-            Ignored::NeighborAdvertisement => f.write_str("Neighbor Advertisement"),
-            Ignored::TargetNotOwned { target } => write!(f, "target {target} is not owned here"),
-        }
-    }
-}
-
-/// Why a frame failed a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Malformed {
-    /// Shorter than an Ethernet header.
-    Ethernet(ethernet::Error),
-    /// A group (multicast) MAC where only a station's own MAC may be: the Ethernet source, the
-    /// ARP sender hardware address, or an NS source link-layer address. Answering would send
-    /// a "unicast" reply to a group.
-    MulticastSource {
-        /// The MAC found.
-        mac: Mac,
-    },
-    /// A bad ARP packet.
-    Arp(arp::Error),
-    /// A bad IPv6 header.
-    Ipv6(ipv6::Error),
-    /// An IPv6 payload too short for an ICMPv6 header.
-    Icmpv6(icmpv6::Error),
-    /// A Neighbor Solicitation or Advertisement failing RFC 4861 validation.
-    Ndp(ndp::Error),
-}
-
-impl Malformed {
-    /// A short `snake_case` name for this failure, stable for use as a metric label.
-    pub const fn metric_label(&self) -> &'static str {
-        match self {
-            Malformed::Ethernet(e) => e.metric_label(),
-            Malformed::MulticastSource { .. } => "multicast_source_mac",
-            Malformed::Arp(e) => e.metric_label(),
-            Malformed::Ipv6(e) => e.metric_label(),
-            Malformed::Icmpv6(e) => e.metric_label(),
-            Malformed::Ndp(e) => e.metric_label(),
-        }
-    }
-}
-
-impl fmt::Display for Malformed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Malformed::Ethernet(e) => e.fmt(f),
-            Malformed::MulticastSource { mac } => {
-                write!(f, "multicast MAC {mac} used as a source address")
-            }
-            Malformed::Arp(e) => e.fmt(f),
-            Malformed::Ipv6(e) => e.fmt(f),
-            Malformed::Icmpv6(e) => e.fmt(f),
-            Malformed::Ndp(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for Malformed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Malformed::Ethernet(e) => Some(e),
-            Malformed::MulticastSource { .. } => None,
-            Malformed::Arp(e) => Some(e),
-            Malformed::Ipv6(e) => Some(e),
-            Malformed::Icmpv6(e) => Some(e),
-            Malformed::Ndp(e) => Some(e),
-        }
-    }
-}
+use crate::arp::{ArpOperation, ArpRepr};
+use crate::frame::{self, Link, Packet, Rejected};
+use crate::mac::Mac;
+use crate::ndp::{ALL_NODES, NaFlags, NdpRepr, NeighborAdvert, NeighborSolicit};
+use crate::reason::{Ignored, Malformed};
 
 /// What to do with a received frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,14 +94,14 @@ impl Responder<'_> {
     }
 
     fn decide(&self, frame: &[u8]) -> Result<(Vec<u8>, IpAddr), Rejected> {
-        let (eth, payload) = frame::parse_ethernet(frame)?;
-        self.check_ethernet(&eth)?;
-        match frame::parse_payload(eth.ethertype, payload)? {
+        let (link, packet) = frame::parse(frame)?;
+        self.check_link(&link)?;
+        match packet {
             Packet::Arp(arp) => self.answer_arp(&arp),
             Packet::Ndp {
                 ip,
                 ndp: NdpRepr::Solicit(ns),
-            } => self.answer_ns(&eth, &ip, &ns),
+            } => self.answer_ns(&link, &ip, &ns),
             Packet::Ndp {
                 ndp: NdpRepr::Advert(_),
                 ..
@@ -255,7 +109,7 @@ impl Responder<'_> {
         }
     }
 
-    fn check_ethernet(&self, eth: &EthernetRepr) -> Result<(), Rejected> {
+    fn check_link(&self, eth: &Link) -> Result<(), Rejected> {
         if eth.src == self.mac {
             return Err(Rejected::Ignore(Ignored::FromOurselves));
         }
@@ -301,7 +155,7 @@ impl Responder<'_> {
 
     fn answer_ns(
         &self,
-        eth: &EthernetRepr,
+        eth: &Link,
         ip: &Ipv6Repr,
         ns: &NeighborSolicit,
     ) -> Result<(Vec<u8>, IpAddr), Rejected> {
@@ -347,20 +201,20 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::ndp::solicited_node;
+    use crate::{arp, ndp, ndp::solicited_node};
 
     const OUR_MAC: Mac = Mac([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
     const THEIR_MAC: Mac = Mac([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
     const OTHER_MAC: Mac = Mac([0x52, 0x54, 0x00, 0xab, 0xcd, 0xef]);
-    const OUR_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
-    const THEIR_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+    const OUR_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+    const THEIR_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
     fn our_v6() -> Ipv6Addr {
         "2001:db8::10".parse().unwrap()
     }
 
     fn their_v6() -> Ipv6Addr {
-        "fe80::5054:ff:fe12:3456".parse().unwrap()
+        "2001:db8::1".parse().unwrap()
     }
 
     struct Owned {
@@ -389,7 +243,7 @@ mod tests {
         Owned::ours().responder().answer(frame)
     }
 
-    /// A real-looking capture: "who has 192.168.1.10? tell 192.168.1.1", broadcast, padded
+    /// A real-looking capture: "who has 192.0.2.10? tell 192.0.2.1", broadcast, padded
     /// by the sender's NIC to the 60-byte minimum.
     #[rustfmt::skip]
     const ARP_REQUEST: [u8; 60] = [
@@ -404,9 +258,9 @@ mod tests {
         0x04,                               // protocol address length
         0x00, 0x01,                         // operation: request
         0x52, 0x54, 0x00, 0x12, 0x34, 0x56, // sender MAC
-        0xc0, 0xa8, 0x01, 0x01,             // sender IP 192.168.1.1
+        0xc0, 0x00, 0x02, 0x01,             // sender IP 192.0.2.1
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // target MAC: unknown
-        0xc0, 0xa8, 0x01, 0x0a,             // target IP 192.168.1.10
+        0xc0, 0x00, 0x02, 0x0a,             // target IP 192.0.2.10
         // Ethernet padding to 60 bytes
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -421,14 +275,14 @@ mod tests {
         0x00, 0x01, 0x08, 0x00, 0x06, 0x04, // Ethernet, IPv4, 6, 4
         0x00, 0x02,                         // operation: reply
         0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // sender MAC: us
-        0xc0, 0xa8, 0x01, 0x0a,             // sender IP 192.168.1.10
+        0xc0, 0x00, 0x02, 0x0a,             // sender IP 192.0.2.10
         0x52, 0x54, 0x00, 0x12, 0x34, 0x56, // target MAC: the requester
-        0xc0, 0xa8, 0x01, 0x01,             // target IP 192.168.1.1
+        0xc0, 0x00, 0x02, 0x01,             // target IP 192.0.2.1
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // padding
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     ];
 
-    /// A real-looking capture: fe80::5054:ff:fe12:3456 asks who has 2001:db8::10.
+    /// A real-looking capture: 2001:db8::1 asks who has 2001:db8::10.
     #[rustfmt::skip]
     const NS: [u8; 86] = [
         // Ethernet
@@ -440,14 +294,14 @@ mod tests {
         0x00, 0x20,                         // payload length 32
         0x3a,                               // next header: ICMPv6
         0xff,                               // hop limit 255
-        0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // source fe80::5054:ff:fe12:3456
-        0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56,
+        0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, // source 2001:db8::1
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
         0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // destination ff02::1:ff00:10
         0x00, 0x00, 0x00, 0x01, 0xff, 0x00, 0x00, 0x10,
         // ICMPv6 Neighbor Solicitation (RFC 4861 section 4.3)
         0x87,                               // type 135
         0x00,                               // code 0
-        0x42, 0xcc,                         // checksum
+        0x97, 0x4f,                         // checksum (computed independently)
         0x00, 0x00, 0x00, 0x00,             // reserved
         0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, // target 2001:db8::10
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
@@ -466,10 +320,10 @@ mod tests {
         0x3a, 0xff,                         // ICMPv6, hop limit 255
         0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, // source 2001:db8::10 (the target)
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
-        0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // destination: the solicitor
-        0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56,
+        0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, // destination: the solicitor
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
         0x88, 0x00,                         // type 136, code 0
-        0x35, 0xd3,                         // checksum
+        0x8a, 0x56,                         // checksum (computed independently)
         0x60, 0x00, 0x00, 0x00,             // flags: Solicited, Override
         0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, // target 2001:db8::10
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
@@ -498,10 +352,9 @@ mod tests {
         frame::ndp_frame(src_mac, dst_mac, src_ip, dst_ip, &NdpRepr::Solicit(ns))
     }
 
-    fn parse_ndp(frame: &[u8]) -> (EthernetRepr, Ipv6Repr, NdpRepr) {
-        let (eth, payload) = frame::parse_ethernet(frame).unwrap();
-        match frame::parse_payload(eth.ethertype, payload).unwrap() {
-            Packet::Ndp { ip, ndp } => (eth, ip, ndp),
+    fn parse_ndp(frame: &[u8]) -> (Link, Ipv6Repr, NdpRepr) {
+        match frame::parse(frame).unwrap() {
+            (eth, Packet::Ndp { ip, ndp }) => (eth, ip, ndp),
             other => panic!("expected NDP, got {other:?}"),
         }
     }
@@ -548,7 +401,7 @@ mod tests {
         assert_eq!(
             answer(&frame),
             Verdict::Ignore(Ignored::TargetNotOwned {
-                target: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 11))
+                target: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11))
             })
         );
     }
@@ -679,9 +532,7 @@ mod tests {
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
         assert_eq!(
             answer(&frame),
-            Verdict::Ignore(Ignored::UnhandledEthertype {
-                ethertype: EtherType::IPV4
-            })
+            Verdict::Ignore(Ignored::UnhandledEthertype { ethertype: 0x0800 })
         );
     }
 
@@ -871,7 +722,7 @@ mod tests {
         frame[18..20].copy_from_slice(&2u16.to_be_bytes());
         assert_eq!(
             answer(&frame),
-            Verdict::Malformed(Malformed::Icmpv6(icmpv6::Error::Truncated { len: 2 }))
+            Verdict::Malformed(Malformed::Icmpv6Truncated { len: 2 })
         );
     }
 
@@ -881,7 +732,7 @@ mod tests {
         frame[14] = 0x40;
         assert_eq!(
             answer(&frame),
-            Verdict::Malformed(Malformed::Ipv6(ipv6::Error::BadVersion { version: 4 }))
+            Verdict::Malformed(Malformed::Ipv6BadVersion { version: 4 })
         );
     }
 
@@ -909,7 +760,7 @@ mod tests {
             "ndp_bad_checksum"
         );
         assert_eq!(
-            Malformed::Ethernet(ethernet::Error::Truncated { len: 3 }).to_string(),
+            Malformed::EthernetTruncated { len: 3 }.to_string(),
             "Ethernet frame of 3 bytes is shorter than the 14-byte header"
         );
     }

@@ -1,20 +1,23 @@
 //! ferrolb's packet byte contract: the ARP and NDP frames a layer-2 speaker reads and writes,
-//! and the pure decision of what to answer. No I/O, no sockets, no clock, no dependencies: the
-//! speaker's one raw-socket file hands frames in and writes the frames that come out.
+//! and the pure decision of what to answer. No I/O, no sockets, no clock: the speaker's one
+//! raw-socket file hands frames in and writes the frames that come out.
 //!
 //! # Layout
 //!
-//! Each protocol module follows the same pattern: a zero-copy view `XxxPacket<T: AsRef<[u8]>>`
-//! over a buffer, whose `new_checked` checks the length once so that every accessor after it is
-//! panic-free, and a `XxxRepr` that holds the parsed fields, with `parse` (validates), `buffer_len`
-//! and `emit` (writes into a view of exactly `buffer_len` bytes).
+//! smoltcp's `wire` module (zero-copy `Packet` views and `Repr`s, fuzzed upstream) reads and
+//! writes the Ethernet, ARP, IPv6, ICMPv6 and NDP bytes and computes the checksums. This crate
+//! keeps what is ferrolb's own: which frames are refused and why (each refusal a named reason
+//! with a metric label, where smoltcp answers a bare `Error`), which request gets which answer,
+//! and the frames it sends on its own initiative. Modules form a DAG, each using only those
+//! listed before it:
 //!
-//! - [`ethernet`]: Ethernet II header, [`Mac`], [`EtherType`] (RFC 894; RFC 2464 for IPv6 multicast
-//!   MACs). 802.1Q-tagged frames are not ours.
+//! - [`mac`]: [`Mac`], displayed as `ip link` prints it.
 //! - [`arp`]: ARP for IPv4 over Ethernet (RFC 826), RFC 5227 probes and announcements.
-//! - [`ipv6`]: the fixed IPv6 header, only as far as NDP needs it (RFC 8200).
-//! - [`icmpv6`]: ICMPv6 header and checksum over the IPv6 pseudo-header (RFC 4443 section 2.3).
-//! - [`ndp`]: Neighbor Solicitation and Advertisement with link-layer address options (RFC 4861).
+//! - [`ndp`]: Neighbor Solicitation and Advertisement with link-layer address options and the
+//!   RFC 4861 validity checks.
+//! - [`reason`]: [`Ignored`] and [`Malformed`], why a frame gets no answer.
+//! - `frame`: whole frames: parse into (addresses, packet) or build ([`arp_frame`],
+//!   [`ndp_frame`]).
 //! - [`answer`]: [`Responder::answer`], frame in, [`Verdict`] out.
 //! - [`announce`]: frames sent on our own initiative (gratuitous ARP, unsolicited NA, ARP probe,
 //!   DAD NS) and [`conflict_from`], which spots another host claiming one of our IPs.
@@ -43,20 +46,17 @@
 pub mod announce;
 pub mod answer;
 pub mod arp;
-mod checksum;
-pub mod ethernet;
 mod frame;
-pub mod icmpv6;
-pub mod ipv6;
+pub mod mac;
 pub mod ndp;
+pub mod reason;
 
 pub use announce::{
     arp_probe, conflict_from, dad_ns, gratuitous_arp, is_address_probe, unsolicited_na,
 };
-pub use answer::{Ignored, Malformed, Responder, Verdict};
-pub use arp::{ArpOperation, ArpPacket, ArpRepr};
-pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, Mac};
-pub use frame::{arp_frame, ndp_frame};
-pub use icmpv6::Icmpv6Packet;
-pub use ipv6::{Ipv6Packet, Ipv6Repr};
-pub use ndp::{NaFlags, NdpRepr, NeighborAdvert, NeighborPacket, NeighborSolicit, solicited_node};
+pub use answer::{Responder, Verdict};
+pub use arp::{ArpOperation, ArpRepr};
+pub use frame::{MIN_FRAME_LEN, arp_frame, ndp_frame};
+pub use mac::Mac;
+pub use ndp::{NaFlags, NdpRepr, NeighborAdvert, NeighborSolicit, solicited_node};
+pub use reason::{Ignored, Malformed};

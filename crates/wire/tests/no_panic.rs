@@ -9,14 +9,14 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ferrolb_wire::icmpv6::compute_checksum;
 use ferrolb_wire::{
     Mac, Responder, Verdict, arp_probe, conflict_from, dad_ns, gratuitous_arp, unsolicited_na,
 };
+use smoltcp::wire::Icmpv6Packet;
 
 const OUR_MAC: Mac = Mac([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
 const THEIR_MAC: Mac = Mac([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-const OUR_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+const OUR_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const OUR_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
 
 /// Marsaglia's xorshift64: deterministic, so a failure reproduces.
@@ -66,9 +66,9 @@ impl Owned {
 /// Valid frames another host might send: each one gets an answer from `OUR_MAC`.
 fn questions() -> Vec<Vec<u8>> {
     let mut ns = dad_ns(THEIR_MAC, OUR_V6);
-    // Turn the DAD probe into an ordinary solicitation from a link-local source.
-    let their_ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe12, 0x3456);
-    ns[22..38].copy_from_slice(&their_ll.octets());
+    // Turn the DAD probe into an ordinary solicitation from a unicast source.
+    let their_v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    ns[22..38].copy_from_slice(&their_v6.octets());
     fix_ndp_checksum(&mut ns);
     vec![
         arp_probe(THEIR_MAC, OUR_V4),
@@ -78,10 +78,10 @@ fn questions() -> Vec<Vec<u8>> {
     ]
 }
 
-/// "Who has 192.168.1.10? Tell 192.168.1.1", broadcast.
+/// "Who has 192.0.2.10? Tell 192.0.2.1", broadcast.
 fn arp_request() -> Vec<u8> {
     let mut frame = arp_probe(THEIR_MAC, OUR_V4);
-    frame[28..32].copy_from_slice(&[192, 168, 1, 1]);
+    frame[28..32].copy_from_slice(&[192, 0, 2, 1]);
     frame
 }
 
@@ -109,8 +109,7 @@ fn fix_ndp_checksum(frame: &mut [u8]) {
     if message.len() < 4 {
         return;
     }
-    let checksum = compute_checksum(src.into(), dst.into(), message);
-    message[2..4].copy_from_slice(&checksum.to_be_bytes());
+    Icmpv6Packet::new_unchecked(message).fill_checksum(&src.into(), &dst.into());
 }
 
 /// What the responder made of a frame: `None` for a reply, else the reason's label.
