@@ -201,10 +201,6 @@ pub fn settled(views: &[Option<SpeakerView>], ips: &[String]) -> Option<Vec<u8>>
         .collect()
 }
 
-/// Waits until the lab is settled ([`settled`]) and has stayed the same for `hold`; the owner
-/// of each IP.
-///
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::float_cmp)]
