@@ -1,89 +1,47 @@
-//! `ferrolb-lab up`: the whole system on one machine. The API server and the controller run in
-//! the bridge namespace on 192.0.2.1, one speaker runs in each node namespace with a kube-proxy
-//! stand-in (Service IPs routed locally, `arp_ignore` so only the speaker answers ARP, and an HTTP
-//! backend that answers with the node's name), and a client namespace reaches Service IPs over
-//! the bridge. Nothing is put in the host's own network namespace.
+//! The lab: one guard, [`Lab`], that owns the network, the processes and the files of one run and
+//! removes them all when dropped (also when a test panics; `ferrolb-lab demo` also on Ctrl-C).
+//!
+//! [`Lab::up`] brings up the whole system on one machine. The API server and the controller run
+//! in the bridge namespace on 192.0.2.1, each node namespace holds a speaker and a kube-proxy
+//! stand-in (Service IPs routed locally, `arp_ignore` so only the speaker answers ARP, and an
+//! HTTP backend that answers with the node's name), and a client namespace reaches Service IPs
+//! over the bridge. Nodes and speaker Pods are registered as a kubelet would (labels, addresses,
+//! a Ready condition). Nothing is put in the host's own network namespace. [`Lab::network`] is
+//! the bare network, for tests that start their own processes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::binaries::binary as sibling;
-use crate::netns::{Topology, command_in, delete_all, in_ns};
+use serde_json::Value;
+use test_apiserver::kubectl::Kubectl;
+
+use crate::binaries::binary;
+use crate::objects::{self, Object, POOL_V4, POOL_V6, SYSTEM_NAMESPACE};
+use crate::process::{Spec, Supervisor, log_tail};
+use crate::topology::{Topology, bridge_ns, delete_all, in_ns, node_name, node_ns};
+use crate::wait::poll_until;
+
+/// Address of the API server inside the lab.
+pub const API_ADDR: &str = "192.0.2.1:6443";
+/// The first controller's `/metrics`.
+pub const CONTROLLER_METRICS: &str = "192.0.2.1:7472";
 
 /// Where the lab of a prefix keeps its kubeconfig, key and logs.
 pub fn lab_dir(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ferrolb-lab-{prefix}"))
 }
 
-/// Address of the API server inside the lab.
-pub const API_ADDR: &str = "192.0.2.1:6443";
-/// Service IPs handed out in the lab (on the nodes' link, so clients ARP for them).
-pub const POOL_V4: &str = "192.0.2.192/27";
-/// The demo's pool, advertisement and Service (also what the smoke test applies).
-pub const DEMO_OBJECTS: &str = r#"
-apiVersion: ferrolb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: lab, namespace: ferrolb-system}
-spec:
-  addresses: [192.0.2.192/27]
----
-apiVersion: ferrolb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: lab, namespace: ferrolb-system}
-spec: {}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: LoadBalancer
-  ports: [{port: 80}]
-"#;
-
-/// IPv6 Service IPs.
-pub const POOL_V6: &str = "2001:db8::c0/123";
-
-fn spawn_in(
-    ns: &str,
-    program: &Path,
-    args: &[String],
-    env: &[(&str, String)],
-    log: &Path,
-) -> anyhow::Result<()> {
-    let out = std::fs::File::create(log)?;
-    let mut cmd = command_in(ns, &program.display().to_string());
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn()?;
-    Ok(())
+/// Removes every namespace and process of the lab with this prefix, and its files (what a
+/// crashed run left, or a lab `ferrolb-lab up` left running).
+pub fn down(prefix: &str) {
+    delete_all(prefix);
+    let _ = std::fs::remove_dir_all(lab_dir(prefix));
 }
 
-/// Runs kubectl against the lab's API server (from inside the bridge namespace).
-///
-/// # Errors
-/// When kubectl fails.
-pub fn kubectl(prefix: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    test_apiserver::kubectl::Kubectl::new(lab_dir(prefix).join("kubeconfig"))
-        .in_netns(format!("{prefix}br"))
-        .run(args, stdin)
-}
-
-fn wait_for_api(prefix: &str) -> anyhow::Result<()> {
-    for _ in 0..100 {
-        if kubectl(prefix, &["get", "ns", "default"], None).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    anyhow::bail!(
-        "the lab API server did not come up (see {})",
-        lab_dir(prefix).join("apiserver.log").display()
-    )
+/// A per-run prefix: `tag` and this process's id (short: interface names are at most 15 bytes).
+pub fn prefix(tag: &str) -> String {
+    format!("{tag}{}", std::process::id() % 10_000)
 }
 
 /// Tools the lab runs, with the Debian package of each.
@@ -100,7 +58,7 @@ const PREREQUISITES: &[(&str, &str)] = &[
 /// # Errors
 /// When a tool is missing and cannot be installed here.
 pub fn ensure_prerequisites() -> anyhow::Result<()> {
-    let missing: Vec<&(&str, &str)> = PREREQUISITES
+    let missing: Vec<&str> = PREREQUISITES
         .iter()
         .filter(|(tool, _)| {
             Command::new("sh")
@@ -108,322 +66,441 @@ pub fn ensure_prerequisites() -> anyhow::Result<()> {
                 .output()
                 .map_or(true, |o| !o.status.success())
         })
+        .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        anyhow::bail!(
-            "the lab needs root and these packages: apt-get install {}",
-            packages.join(" ")
-        );
-    }
     let _ = Command::new("apt-get").args(["update", "-qq"]).status();
     let ok = Command::new("apt-get")
         .args(["install", "-y", "-qq"])
-        .args(&packages)
+        .args(&missing)
         .status()
         .is_ok_and(|s| s.success());
     anyhow::ensure!(
         ok,
-        "could not install {}: install them and retry",
-        packages.join(" ")
+        "the lab needs root and these packages: apt-get install {}",
+        missing.join(" ")
     );
     Ok(())
 }
 
-/// Brings the lab up with `nodes` node namespaces. The topology is handed back so the caller
-/// decides whether it outlives this process (`up`) or not (tests).
-///
-/// # Errors
-/// When any step fails; what was created so far is removed.
-pub fn up(prefix: &str, nodes: u8) -> anyhow::Result<Topology> {
-    ensure_prerequisites()?;
-    let dir = lab_dir(prefix);
-    std::fs::create_dir_all(&dir)?;
-    let mut topo = Topology::new(prefix)?;
-    let bridge = topo.bridge_ns.clone();
-    in_ns(
-        &bridge,
-        &["ip", "addr", "add", "192.0.2.1/24", "dev", "br0"],
-    )?;
-    in_ns(
-        &bridge,
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "2001:db8::1/64",
-            "dev",
-            "br0",
-            "nodad",
-        ],
-    )?;
-    let client = topo.add_host("cl", 2)?;
-    let mut node_hosts = Vec::new();
-    for i in 1..=nodes {
-        node_hosts.push(topo.add_host(&format!("n{i}"), 10 + i)?);
+/// One lab: its network, processes and files, removed on drop unless attached or detached.
+#[derive(Debug)]
+pub struct Lab {
+    topo: Topology,
+    nodes: u8,
+    dir: PathBuf,
+    procs: Supervisor,
+    /// Whether dropping it removes everything (false for a lab someone else made).
+    owned: bool,
+}
+
+impl Lab {
+    /// The bridge namespace alone, under `prefix` (whatever an earlier run left under it is
+    /// removed first). Hosts come with [`Lab::add_host`].
+    ///
+    /// # Errors
+    /// When iproute2 fails (not root, no netns support).
+    pub fn network(prefix: &str) -> anyhow::Result<Self> {
+        down(prefix);
+        let dir = lab_dir(prefix);
+        std::fs::create_dir_all(&dir)?;
+        let topo = Topology::new(prefix).inspect_err(|_| down(prefix))?;
+        Ok(Self {
+            topo,
+            nodes: 0,
+            dir,
+            procs: Supervisor::new(),
+            owned: true,
+        })
     }
-    let kubeconfig = dir.join("kubeconfig");
-    spawn_in(
-        &bridge,
-        &sibling("ferrolb-apiserver")?,
-        &[
-            "--listen".into(),
-            API_ADDR.into(),
-            "--kubeconfig".into(),
-            kubeconfig.display().to_string(),
-            "--ferrolb-crds".into(),
-        ],
-        &[],
-        &dir.join("apiserver.log"),
-    )?;
-    wait_for_api(prefix)?;
-    kubectl(
-        prefix,
-        &["create", "-f", "-"],
-        Some(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"ferrolb-system"}}"#),
-    )?;
-    let key = dir.join("gossip.key");
-    std::fs::write(
-        &key,
-        format!("ferrolb-lab-{prefix}-{}\n", std::process::id()),
-    )?;
-    let env = vec![
-        ("KUBECONFIG", kubeconfig.display().to_string()),
-        ("RUST_LOG", "info".to_owned()),
-    ];
-    spawn_in(
-        &bridge,
-        &sibling("ferrolb-controller")?,
-        &[
-            "--namespace".into(),
-            "ferrolb-system".into(),
-            "--metrics-addr".into(),
-            "192.0.2.1:7472".into(),
-            "--identity".into(),
-            "controller-0".into(),
-        ],
-        &env,
-        &dir.join("controller.log"),
-    )?;
-    for (i, host) in node_hosts.iter().enumerate() {
-        let name = format!("node-{}", i + 1);
-        kubectl(
-            prefix,
-            &["create", "-f", "-"],
-            Some(&format!(
-                r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}","labels":{{"kubernetes.io/hostname":"{name}"}}}}}}"#
-            )),
+
+    /// The whole system with `nodes` node namespaces (see the module header).
+    ///
+    /// # Errors
+    /// When any step fails; what was created so far is removed.
+    pub fn up(prefix: &str, nodes: u8) -> anyhow::Result<Self> {
+        ensure_prerequisites()?;
+        let mut lab = Self::network(prefix)?;
+        lab.nodes = nodes;
+        let bridge = lab.topo.bridge_ns.clone();
+        in_ns(
+            &bridge,
+            &["ip", "addr", "add", "192.0.2.1/24", "dev", "br0"],
         )?;
-        let pod = format!(
-            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"speaker-{name}","namespace":"ferrolb-system","labels":{{"app.kubernetes.io/name":"ferrolb","app.kubernetes.io/component":"speaker"}}}},"spec":{{"nodeName":"{name}","hostNetwork":true,"containers":[{{"name":"speaker","image":"ferrolb-speaker"}}]}}}}"#
-        );
-        kubectl(prefix, &["create", "-f", "-"], Some(&pod))?;
-        kubectl(
-            prefix,
+        in_ns(
+            &bridge,
             &[
-                "patch",
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "2001:db8::1/64",
+                "dev",
+                "br0",
+                "nodad",
+            ],
+        )?;
+        lab.add_host("cl", 2)?;
+        for node in 1..=nodes {
+            lab.add_host(&format!("n{node}"), 10 + node)?;
+        }
+        lab.start_apiserver()?;
+        lab.apply(&[&objects::namespace(SYSTEM_NAMESPACE)])?;
+        std::fs::write(
+            lab.gossip_key(),
+            format!("ferrolb-lab-{prefix}-{}\n", std::process::id()),
+        )?;
+        lab.start_controller("controller-0", CONTROLLER_METRICS)?;
+        for node in 1..=nodes {
+            lab.register_node(node)?;
+            lab.start_node(node)?;
+        }
+        Ok(lab)
+    }
+
+    /// A lab that `up` made earlier under `prefix`, to work with (nothing is created, and
+    /// nothing is removed when it is dropped).
+    pub fn attach(prefix: &str, nodes: u8) -> Self {
+        let mut procs = Supervisor::new();
+        procs.detach();
+        Self {
+            topo: Topology::attach(prefix, nodes),
+            nodes,
+            dir: lab_dir(prefix),
+            procs,
+            owned: false,
+        }
+    }
+
+    /// Leaves the lab running after this process (`ferrolb-lab up`; `down` removes it).
+    pub fn detach(mut self) {
+        self.procs.detach();
+        self.owned = false;
+    }
+
+    /// Its per-run prefix.
+    pub fn prefix(&self) -> &str {
+        &self.topo.prefix
+    }
+
+    /// Node namespaces.
+    pub fn nodes(&self) -> u8 {
+        self.nodes
+    }
+
+    /// Names of its nodes.
+    pub fn node_names(&self) -> Vec<String> {
+        (1..=self.nodes).map(node_name).collect()
+    }
+
+    /// Its network.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// Adds a host `name` with the last address byte `n` (see [`Topology::add_host`]).
+    ///
+    /// # Errors
+    /// When iproute2 fails.
+    pub fn add_host(&mut self, name: &str, n: u8) -> anyhow::Result<crate::topology::Host> {
+        self.topo.add_host(name, n)
+    }
+
+    /// Its directory (kubeconfig, key, logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log of process `name`.
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+
+    /// The kubeconfig for its API server.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    fn gossip_key(&self) -> PathBuf {
+        self.dir.join("gossip.key")
+    }
+
+    /// kubectl against its API server, run in the bridge namespace.
+    pub fn kubectl(&self) -> Kubectl {
+        Kubectl::new(self.kubeconfig()).in_netns(bridge_ns(self.prefix()))
+    }
+
+    /// Runs kubectl; its standard output.
+    ///
+    /// # Errors
+    /// When kubectl fails (with its standard error).
+    pub fn kubectl_run(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        self.kubectl().run(args, stdin)
+    }
+
+    /// `kubectl get ARGS -o json`.
+    ///
+    /// # Errors
+    /// When kubectl fails or prints no JSON.
+    pub fn get_json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let mut full = vec!["get"];
+        full.extend_from_slice(args);
+        full.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.kubectl_run(&full, None)?)?)
+    }
+
+    /// Applies `objects` in one `kubectl apply`.
+    ///
+    /// # Errors
+    /// When kubectl refuses them.
+    pub fn apply(&self, objects: &[&dyn Object]) -> anyhow::Result<()> {
+        let list = objects::list(objects).to_string();
+        // The test API server serves no OpenAPI document for kubectl to validate against.
+        self.kubectl_run(&["apply", "--validate=false", "-f", "-"], Some(&list))?;
+        Ok(())
+    }
+
+    /// Its processes.
+    pub fn processes(&self) -> &Supervisor {
+        &self.procs
+    }
+
+    /// Fine while none of its processes has died unexpectedly.
+    ///
+    /// # Errors
+    /// Naming each that died, with its last log lines.
+    pub fn healthy(&self) -> anyhow::Result<()> {
+        self.procs.healthy()
+    }
+
+    /// [`poll_until`] that also gives up, naming the process, when a lab process dies.
+    ///
+    /// # Errors
+    /// When `probe` has not succeeded within `timeout`, or a process died.
+    pub fn poll_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl FnMut() -> Result<T, String>,
+    ) -> anyhow::Result<T> {
+        poll_until(what, timeout, || match self.healthy() {
+            Err(dead) => Ok(Err(dead)),
+            Ok(()) => probe().map(Ok),
+        })?
+        .map_err(|dead| anyhow::anyhow!("while waiting for {what}: {dead}"))
+    }
+
+    /// [`Lab::poll_until`] for tests: panics with the message.
+    ///
+    /// # Panics
+    /// When `probe` has not succeeded within `timeout`, or a process died.
+    #[track_caller]
+    pub fn eventually<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        probe: impl FnMut() -> Result<T, String>,
+    ) -> T {
+        match self.poll_until(what, timeout, probe) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The last `lines` lines of every log of the lab.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return String::new();
+        };
+        let mut paths: Vec<PathBuf> = dir
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| format!("==> {} <==\n{}\n", p.display(), log_tail(p, lines)))
+            .collect()
+    }
+
+    /// Starts process `name` in namespace `ns`, logging to `<dir>/<name>.log`, supervised.
+    ///
+    /// # Errors
+    /// When it cannot start.
+    pub fn spawn(
+        &self,
+        name: &str,
+        ns: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<u32> {
+        self.procs.start(Spec {
+            name: name.to_owned(),
+            ns: ns.to_owned(),
+            program: program.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            log: self.log(name),
+        })
+    }
+
+    fn start_apiserver(&self) -> anyhow::Result<()> {
+        let kubeconfig = self.kubeconfig().display().to_string();
+        self.spawn(
+            "apiserver",
+            &self.topo.bridge_ns,
+            &binary("ferrolb-apiserver")?,
+            &[
+                "--listen",
+                API_ADDR,
+                "--kubeconfig",
+                &kubeconfig,
+                "--ferrolb-crds",
+            ],
+            &[],
+        )?;
+        self.poll_until("the lab API server", Duration::from_secs(20), || {
+            self.kubectl_run(&["get", "ns", "default"], None)
+                .map_err(|e| e.to_string())
+        })?;
+        Ok(())
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KUBECONFIG", self.kubeconfig().display().to_string()),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+    }
+
+    /// Starts a controller replica in the bridge namespace under its own `identity` (the Lease
+    /// holder name and the process name) with /metrics on `metrics_addr`; a replica restarted
+    /// under the same identity appends to its earlier log.
+    ///
+    /// # Errors
+    /// When the binary is missing or cannot be started.
+    pub fn start_controller(&self, identity: &str, metrics_addr: &str) -> anyhow::Result<()> {
+        let args = [
+            "--namespace",
+            SYSTEM_NAMESPACE,
+            "--metrics-addr",
+            metrics_addr,
+            "--identity",
+            identity,
+        ];
+        let program = binary("ferrolb-controller")?;
+        self.spawn(identity, &self.topo.bridge_ns, &program, &args, &self.env())?;
+        Ok(())
+    }
+
+    /// The process name of node `node`'s speaker.
+    pub fn speaker(node: u8) -> String {
+        format!("speaker-{}", node_name(node))
+    }
+
+    /// Registers node `node` as its kubelet would: the Node with its labels, then its status
+    /// (addresses, Ready) through the `/status` subresource; and its speaker Pod, running.
+    fn register_node(&self, node: u8) -> anyhow::Result<()> {
+        self.apply(&[&objects::node(node), &objects::speaker_pod(node)])?;
+        let name = node_name(node);
+        let pod = format!("speaker-{name}");
+        for (kind, object, namespace, status) in [
+            ("node", name.as_str(), None, objects::node_status(node)),
+            (
                 "pod",
-                &format!("speaker-{name}"),
-                "-n",
-                "ferrolb-system",
+                pod.as_str(),
+                Some(SYSTEM_NAMESPACE),
+                objects::speaker_pod_status(node),
+            ),
+        ] {
+            let status = status.to_string();
+            let mut args = vec![
+                "patch",
+                kind,
+                object,
                 "--subresource=status",
                 "--type=merge",
                 "-p",
-                &format!(
-                    r#"{{"status":{{"phase":"Running","podIP":"{}"}}}}"#,
-                    host.ipv4
-                ),
-            ],
-            None,
-        )?;
-        // kube-proxy stand-in: Service IPs are local on the node, and only the speaker answers
-        // ARP/NDP for them.
+                &status,
+            ];
+            if let Some(ns) = namespace {
+                args.extend(["-n", ns]);
+            }
+            self.kubectl_run(&args, None)?;
+        }
+        Ok(())
+    }
+
+    /// The kube-proxy stand-in, the backend and the speaker of node `node`.
+    fn start_node(&self, node: u8) -> anyhow::Result<()> {
+        let ns = node_ns(self.prefix(), node);
+        let name = node_name(node);
+        // Service IPs are local on the node, and only the speaker answers ARP/NDP for them.
         for (key, value) in [
             ("net.ipv4.conf.all.arp_ignore", "1"),
             ("net.ipv4.conf.all.arp_announce", "2"),
             ("net.ipv4.conf.eth0.arp_ignore", "1"),
         ] {
-            in_ns(&host.ns, &["sysctl", "-qw", &format!("{key}={value}")])?;
+            in_ns(&ns, &["sysctl", "-qw", &format!("{key}={value}")])?;
         }
+        in_ns(&ns, &["ip", "route", "add", "local", POOL_V4, "dev", "lo"])?;
         in_ns(
-            &host.ns,
-            &["ip", "route", "add", "local", POOL_V4, "dev", "lo"],
-        )?;
-        in_ns(
-            &host.ns,
+            &ns,
             &["ip", "-6", "route", "add", "local", POOL_V6, "dev", "lo"],
         )?;
-        spawn_in(
-            &host.ns,
-            &sibling("ferrolb-lab")?,
-            &["backend".into(), "--name".into(), name.clone()],
+        let lab_tool = binary("ferrolb-lab")?;
+        self.spawn(
+            &format!("backend-{name}"),
+            &ns,
+            &lab_tool,
+            &["backend", "--name", &name],
             &[],
-            &dir.join(format!("backend-{name}.log")),
         )?;
-        spawn_in(
-            &host.ns,
-            &sibling("ferrolb-speaker")?,
-            &[
-                "--node-name".into(),
-                name.clone(),
-                "--bind-addr".into(),
-                host.ipv4.clone(),
-                "--gossip-key-file".into(),
-                key.display().to_string(),
-                "--metrics-addr".into(),
-                format!("{}:7472", host.ipv4),
-                "--namespace".into(),
-                "ferrolb-system".into(),
-                "--shutdown-grace".into(),
-                "2s".into(),
-            ],
-            &env,
-            &dir.join(format!("speaker-{name}.log")),
-        )?;
+        let ip = crate::topology::node_ip(node);
+        let key = self.gossip_key().display().to_string();
+        let metrics = format!("{ip}:7472");
+        let args = [
+            "--node-name",
+            &name,
+            "--bind-addr",
+            &ip,
+            "--gossip-key-file",
+            &key,
+            "--metrics-addr",
+            &metrics,
+            "--namespace",
+            SYSTEM_NAMESPACE,
+            "--shutdown-grace",
+            "2s",
+        ];
+        let speaker = binary("ferrolb-speaker")?;
+        self.spawn(&Self::speaker(node), &ns, &speaker, &args, &self.env())?;
+        Ok(())
     }
-    let _ = client;
-    Ok(topo)
 }
 
-/// Publishes the lab's backends (one per node, port 80) as the EndpointSlice of a Service: the
-/// lab has no endpoints controller, so it plays that part.
-///
-/// # Errors
-/// When kubectl fails.
-pub fn publish_backends(
-    prefix: &str,
-    namespace: &str,
-    service: &str,
-    nodes: u8,
-) -> anyhow::Result<()> {
-    let endpoints: Vec<String> = (1..=nodes)
-        .map(|i| format!(r#"{{"addresses":["192.0.2.{}"],"nodeName":"node-{i}","conditions":{{"ready":true,"serving":true,"terminating":false}}}}"#, 10 + i))
-        .collect();
-    let slice = format!(
-        r#"{{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{{"name":"{service}-lab","namespace":"{namespace}","labels":{{"kubernetes.io/service-name":"{service}"}}}},"addressType":"IPv4","ports":[{{"port":80,"protocol":"TCP"}}],"endpoints":[{}]}}"#,
-        endpoints.join(",")
-    );
-    kubectl(prefix, &["apply", "-f", "-"], Some(&slice))?;
-    Ok(())
-}
-
-/// Removes every namespace and process of the lab with this prefix, and its files.
-pub fn down(prefix: &str) {
-    delete_all(prefix);
-    let _ = std::fs::remove_dir_all(lab_dir(prefix));
-}
-
-/// A tiny HTTP server answering every request with `name` (the backend behind Service IPs).
-///
-/// # Errors
-/// When the port cannot be bound.
-pub fn backend(name: &str, port: u16) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind(("::", port))?;
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let mut buf = [0u8; 1024];
-        let _ = stream.read(&mut buf);
-        let body = format!("{name}\n");
-        let _ = write!(
-            stream,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        let deaths = self.procs.deaths();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails(40));
+        }
+        self.procs.shutdown();
+        delete_all(self.prefix());
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if !deaths.is_empty() && !std::thread::panicking() {
+            let text: Vec<String> = deaths.iter().map(ToString::to_string).collect();
+            panic!("{}", text.join("\n"));
+        }
     }
-    Ok(())
-}
-
-/// Starts one more controller replica in the lab's bridge namespace, as `up` starts the first
-/// (same kubeconfig, namespace and log level), under its own `identity` (the Lease holder name)
-/// with /metrics on `metrics_addr`. Its log is appended to `controller-<identity>.log` in the
-/// lab's directory, so a replica restarted under the same identity keeps its earlier log.
-///
-/// # Errors
-/// When the binary is missing or cannot be started.
-pub fn start_controller(prefix: &str, identity: &str, metrics_addr: &str) -> anyhow::Result<()> {
-    let dir = lab_dir(prefix);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("controller-{identity}.log")))?;
-    command_in(
-        &format!("{prefix}br"),
-        &sibling("ferrolb-controller")?.display().to_string(),
-    )
-    .args([
-        "--namespace",
-        "ferrolb-system",
-        "--metrics-addr",
-        metrics_addr,
-        "--identity",
-        identity,
-    ])
-    .env("KUBECONFIG", dir.join("kubeconfig"))
-    .env("RUST_LOG", "info")
-    .stdin(Stdio::null())
-    .stdout(log.try_clone()?)
-    .stderr(log)
-    .spawn()?;
-    Ok(())
-}
-
-/// Process ids of the lab's running controller replicas named `identity`: the processes in the
-/// bridge namespace whose program is `ferrolb-controller` and whose arguments hold `--identity
-/// <identity>` (read from `/proc/<pid>/cmdline`; a dead, unreaped process has none).
-pub fn controller_pids(prefix: &str, identity: &str) -> Vec<u32> {
-    let Ok(out) = Command::new("ip")
-        .args(["netns", "pids", &format!("{prefix}br")])
-        .output()
-    else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|pid| pid.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let program = args.first().and_then(|a| a.rsplit(|b| *b == b'/').next());
-            program == Some(b"ferrolb-controller".as_slice())
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"--identity" && w[1] == identity.as_bytes())
-        })
-        .collect()
-}
-
-/// Sends `signal` (a `kill` signal name: `KILL`, `TERM`) to the lab's controller replica named
-/// `identity` and waits (up to 10 s) until it no longer runs. Returns the process ids signalled.
-///
-/// # Errors
-/// When no such replica runs, `kill` fails, or it still runs after 10 s.
-pub fn stop_controller(prefix: &str, identity: &str, signal: &str) -> anyhow::Result<Vec<u32>> {
-    let pids = controller_pids(prefix, identity);
-    anyhow::ensure!(
-        !pids.is_empty(),
-        "no controller {identity} runs in lab {prefix}"
-    );
-    for pid in &pids {
-        super::netns::run("kill", &[&format!("-{signal}"), &pid.to_string()])?;
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !controller_pids(prefix, identity).is_empty() {
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "controller {identity} still runs 10 s after SIG{signal}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Ok(pids)
 }

@@ -7,36 +7,45 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ferrolb_lab::netns::{Host, Topology, command_in, in_ns, privileged};
+use ferrolb_lab::Lab;
+use ferrolb_lab::binaries::binary;
+use ferrolb_lab::topology::{Host, command_in, in_ns};
+use ferrolb_lab::wait::eventually;
 
-/// A workspace binary next to this test's executable.
-fn workspace_bin(name: &str) -> String {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(name)
-        .display()
-        .to_string()
-}
+const PATIENCE: Duration = Duration::from_secs(10);
 
-struct Speaker {
+/// `ferrolb-lab responder`: the speaker's L2 code without Kubernetes, owning IPs it is told to.
+struct Responder {
     child: Child,
     stdin: ChildStdin,
-    /// What it said on stderr after starting.
-    log: Arc<Mutex<Vec<String>>>,
+    /// Every line it printed, stdout and stderr, as they come.
+    said: Arc<Mutex<Vec<String>>>,
+    stdout: std::thread::JoinHandle<()>,
 }
 
-impl Speaker {
+/// Collects the lines of `from` into `said`.
+fn collect(
+    from: impl std::io::Read + Send + 'static,
+    said: &Arc<Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<()> {
+    let said = said.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            said.lock().unwrap().push(line);
+        }
+    })
+}
+
+impl Responder {
     fn start(host: &Host, ips: &[&str]) -> Self {
         Self::start_with(host, ips, "warn")
     }
 
     fn start_with(host: &Host, ips: &[&str], conflict_policy: &str) -> Self {
-        let mut cmd = command_in(&host.ns, &workspace_bin("ferrolb-lab"));
+        let tool = binary("ferrolb-lab").unwrap().display().to_string();
+        let mut cmd = command_in(&host.ns, &tool);
         cmd.args(["responder", "--conflict-policy", conflict_policy]);
         for ip in ips {
             cmd.args(["--ip", ip]);
@@ -48,44 +57,54 @@ impl Speaker {
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("responder ready"),
-            "responder did not start: {line}"
-        );
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in err.lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self { child, stdin, log }
+        let said = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stderr.take().unwrap(), &said);
+        let stdout = collect(child.stdout.take().unwrap(), &said);
+        let responder = Self {
+            child,
+            stdin,
+            said,
+            stdout,
+        };
+        responder.wait_said("responder ready");
+        responder
     }
 
+    /// Waits until it has printed a line containing `text`.
+    fn wait_said(&self, text: &str) {
+        self.wait_line(text, |l| l.contains(text));
+    }
+
+    /// Waits until it has printed a line for which `matches` holds.
+    fn wait_line(&self, what: &str, matches: impl Fn(&str) -> bool) {
+        eventually(&format!("the responder to say `{what}`"), PATIENCE, || {
+            let said = self.said.lock().unwrap();
+            if said.iter().any(|l| matches(l)) {
+                Ok(())
+            } else {
+                Err(format!("{said:?}"))
+            }
+        });
+    }
+
+    /// Sends a command (`gain IP`, `lose IP`) and waits until it is carried out.
     fn command(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").unwrap();
         self.stdin.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        self.wait_said(&format!("ok {line}"));
     }
 
-    /// Stops it and returns what it printed (its counters).
-    fn stop(self) -> String {
+    /// Stops it and returns everything it printed (its counters at the end).
+    fn stop(mut self) -> String {
         drop(self.stdin);
-        let out = self.child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.child.wait().unwrap();
+        self.stdout.join().unwrap();
+        self.said.lock().unwrap().join("\n")
     }
 }
 
 fn mac_of(host: &Host) -> String {
-    let out = in_ns(
-        &host.ns,
-        &["cat", &format!("/sys/class/net/{}/address", host.iface)],
-    )
-    .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    ferrolb_lab::topology::mac_of(&host.ns, &host.iface).unwrap()
 }
 
 fn arping(client: &Host, ip: &str) -> Option<String> {
@@ -112,23 +131,21 @@ fn ndisc(client: &Host, ip: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn lab(tag: &str) -> (Topology, Host, Host, Host) {
-    let prefix = format!("fl{}{tag}", std::process::id() % 10_000);
-    let mut topo = Topology::new(&prefix).unwrap();
-    let a = topo.add_host("a", 10).unwrap();
-    let b = topo.add_host("b", 11).unwrap();
-    let client = topo.add_host("c", 2).unwrap();
-    (topo, a, b, client)
+/// Two hosts and a client on a bridge, removed when the lab is dropped.
+fn lab(tag: &str) -> (Lab, Host, Host, Host) {
+    let mut lab = Lab::network(&ferrolb_lab::cluster::prefix(&format!("l{tag}"))).unwrap();
+    let a = lab.add_host("a", 10).unwrap();
+    let b = lab.add_host("b", 11).unwrap();
+    let client = lab.add_host("c", 2).unwrap();
+    (lab, a, b, client)
 }
 
 #[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn owned_ips_are_answered_over_arp_and_ndp_and_only_while_owned() {
-    if !privileged() {
-        return;
-    }
     let (_topo, a, _b, client) = lab("o");
     let mac = mac_of(&a);
-    let mut speaker = Speaker::start(&a, &["192.0.2.200", "2001:db8::200"]);
+    let mut speaker = Responder::start(&a, &["192.0.2.200", "2001:db8::200"]);
     let reply = arping(&client, "192.0.2.200").expect("ARP answered for an owned IP");
     assert!(reply.contains(&mac), "{reply} names {mac}");
     let na = ndisc(&client, "2001:db8::200").expect("NS answered for an owned IP");
@@ -165,10 +182,8 @@ fn owned_ips_are_answered_over_arp_and_ndp_and_only_while_owned() {
 }
 
 #[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn a_host_already_holding_the_ip_is_reported_as_a_conflict() {
-    if !privileged() {
-        return;
-    }
     let (_topo, a, b, client) = lab("x");
     // The client already has both addresses (nodad: usable at once, so it answers DAD).
     for args in [
@@ -197,8 +212,12 @@ fn a_host_already_holding_the_ip_is_reported_as_a_conflict() {
     let (client_mac, a_mac) = (mac_of(&client), mac_of(&a));
 
     // warn: reported (log, metric, report line) and announced anyway.
-    let speaker = Speaker::start(&a, &["192.0.2.200", "2001:db8::200"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let speaker = Responder::start(&a, &["192.0.2.200", "2001:db8::200"]);
+    for ip in ["192.0.2.200", "2001:db8::200"] {
+        speaker.wait_said(&format!(
+            "conflict ip={ip} mac={client_mac} withdrawn=false"
+        ));
+    }
     let out = speaker.stop();
     for ip in ["192.0.2.200", "2001:db8::200"] {
         let line = format!("conflict ip={ip} mac={client_mac} withdrawn=false");
@@ -212,8 +231,10 @@ fn a_host_already_holding_the_ip_is_reported_as_a_conflict() {
     );
 
     // withdraw: reported, and only the other host answers.
-    let speaker = Speaker::start_with(&a, &["192.0.2.200"], "withdraw");
-    std::thread::sleep(Duration::from_millis(1500));
+    let speaker = Responder::start_with(&a, &["192.0.2.200"], "withdraw");
+    speaker.wait_said(&format!(
+        "conflict ip=192.0.2.200 mac={client_mac} withdrawn=true"
+    ));
     let out = in_ns(
         &b.ns,
         &[
@@ -244,12 +265,10 @@ fn a_host_already_holding_the_ip_is_reported_as_a_conflict() {
 }
 
 #[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn a_gratuitous_arp_moves_the_clients_neighbour_entry_to_the_new_owner() {
-    if !privileged() {
-        return;
-    }
     let (_topo, a, b, client) = lab("g");
-    let mut first = Speaker::start(&a, &["192.0.2.200"]);
+    let mut first = Responder::start(&a, &["192.0.2.200"]);
     arping(&client, "192.0.2.200").unwrap();
     // Put the IP in the client's neighbour table, pointing at the first owner.
     in_ns(
@@ -269,36 +288,34 @@ fn a_gratuitous_arp_moves_the_clients_neighbour_entry_to_the_new_owner() {
     )
     .unwrap();
     first.command("lose 192.0.2.200");
-    let second = Speaker::start(&b, &["192.0.2.200"]);
+    let second = Responder::start(&b, &["192.0.2.200"]);
     // The first gratuitous ARP goes out at once; the client has no other way to learn the new
     // MAC here (it sends nothing), so a moved entry proves the announcement.
     let new_mac = mac_of(&b);
-    let mut neigh = String::new();
-    for _ in 0..30 {
-        let out = in_ns(
-            &client.ns,
-            &["ip", "neigh", "show", "192.0.2.200", "dev", &client.iface],
-        )
-        .unwrap();
-        neigh = String::from_utf8_lossy(&out.stdout).to_lowercase();
-        if neigh.contains(&new_mac) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        neigh.contains(&new_mac),
-        "client entry moved to the new owner: {neigh}"
+    eventually(
+        "the client's entry to move to the new owner",
+        Duration::from_secs(3),
+        || {
+            let out = in_ns(
+                &client.ns,
+                &["ip", "neigh", "show", "192.0.2.200", "dev", &client.iface],
+            )
+            .map_err(|e| e.to_string())?;
+            let neigh = String::from_utf8_lossy(&out.stdout).to_lowercase();
+            if neigh.contains(&new_mac) {
+                Ok(())
+            } else {
+                Err(neigh)
+            }
+        },
     );
     first.stop();
     second.stop();
 }
 
 #[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn gaining_an_ip_sends_gratuitous_arp_and_an_unsolicited_na_on_the_wire() {
-    if !privileged() {
-        return;
-    }
     let (_topo, a, _b, client) = lab("w");
     // tcpdump in the client namespace, started before the responder gains the IPs.
     // Probe, gratuitous request and reply, NA, then the first repeat of each: 7 frames in ~1 s.
@@ -330,7 +347,7 @@ fn gaining_an_ip_sends_gratuitous_arp_and_an_unsolicited_na_on_the_wire() {
         said.push_str(&line);
     }
     std::thread::spawn(move || for _ in err.lines() {});
-    let speaker = Speaker::start(&a, &["192.0.2.200", "2001:db8::200"]);
+    let speaker = Responder::start(&a, &["192.0.2.200", "2001:db8::200"]);
     let mac = mac_of(&a);
     let out = capture.wait_with_output().unwrap();
     speaker.stop();
@@ -353,23 +370,11 @@ fn gaining_an_ip_sends_gratuitous_arp_and_an_unsolicited_na_on_the_wire() {
 }
 
 #[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn links_added_or_removed_are_used_or_dropped_without_a_restart() {
-    if !privileged() {
-        return;
-    }
     let (_topo, a, _b, _client) = lab("k");
-    let speaker = Speaker::start(&a, &["192.0.2.200"]);
-    let wait_for = |line: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !speaker.log.lock().unwrap().iter().any(|l| l == line) {
-            assert!(
-                Instant::now() < deadline,
-                "no `{line}` in {:?}",
-                speaker.log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let speaker = Responder::start(&a, &["192.0.2.200"]);
+    let wait_for = |line: &str| speaker.wait_line(line, |l| l == line);
     // A new pair of links comes up: the IP is answered there too, at once.
     for args in [
         &[
@@ -390,16 +395,14 @@ fn links_added_or_removed_are_used_or_dropped_without_a_restart() {
 }
 
 #[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn a_flood_of_malformed_frames_is_counted_and_answers_continue() {
-    if !privileged() {
-        return;
-    }
     let (_topo, a, _b, client) = lab("f");
-    let speaker = Speaker::start(&a, &["192.0.2.200"]);
+    let speaker = Responder::start(&a, &["192.0.2.200"]);
     in_ns(
         &client.ns,
         &[
-            &workspace_bin("ferrolb-lab"),
+            &binary("ferrolb-lab").unwrap().display().to_string(),
             "flood",
             "--iface",
             &client.iface,

@@ -14,22 +14,30 @@
 //! - `promtool check metrics` accepts every `/metrics` page, apart from the findings
 //!   `ACCEPTED_FINDINGS` explains.
 //!
-//! Needs root (network namespaces); without it the test says so and returns. As root it fails
-//! when `prometheus` or `promtool` is missing.
+//! One test per point; those that need a lab (root: network namespaces) share one fixture while
+//! they run together, and count as ignored without root. They fail when `prometheus` or
+//! `promtool` is missing.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use ferrolb_lab::cluster::{API_ADDR, POOL_V4, POOL_V6, down, kubectl, up};
-use ferrolb_lab::netns::{Topology, command_in, in_ns, privileged};
+use ferrolb_lab::Lab;
+use ferrolb_lab::cluster::{API_ADDR, CONTROLLER_METRICS, prefix};
+use ferrolb_lab::objects::{POOL_V4, POOL_V6, lab_pool, svc};
+use ferrolb_lab::process::log_tail;
+use ferrolb_lab::scrape;
+use ferrolb_lab::topology::{bridge_ns, client_ns, in_ns, node_ip};
 use ipnet::IpNet;
 use serde_json::{Value, json};
 
+/// How long anything may take on a loaded 2-core machine: bounds a wait, is not measured.
+const PATIENCE: Duration = Duration::from_secs(60);
 const NODES: u8 = 3;
 const NAMESPACE: &str = "ferrolb-system";
 const POOL: &str = "lab";
@@ -60,28 +68,32 @@ const METALLB_TOTAL_GAUGES: &[&str] = &[
 /// asked for (crates/observe/src/exposition.rs).
 const ACCEPTED_FINDINGS: &str = "MetalLB `_total` gauges";
 
-// ---------------------------------------------------------------- the lab and its clean-up
+// ---------------------------------------------------------------- the lab and its fixture
 
-/// Everything the test starts; dropping it (also on a failed assertion) stops Prometheus and
-/// removes the lab's namespaces, processes and files.
-struct Lab {
-    prefix: String,
-    topo: Option<Topology>,
-    prometheus: Option<Child>,
-    dir: PathBuf,
+/// A lab with the chart's scrape jobs and rules, and a Prometheus scraping it; the lab guard
+/// removes everything (Prometheus is one of its supervised processes). Tests of this file share
+/// one while they overlap (`cargo test` runs them in threads of one process; nextest gives each
+/// test a process, and so a fixture, of its own).
+struct Monitored {
+    lab: Lab,
+    jobs: Vec<Job>,
+    /// Rules in the chart's PrometheusRule.
+    chart_rules: usize,
+    /// MAC address → node name.
+    macs: BTreeMap<String, String>,
 }
 
-impl Lab {
+impl Monitored {
     fn bridge(&self) -> String {
-        format!("{}br", self.prefix)
+        bridge_ns(self.lab.prefix())
     }
 
     fn client(&self) -> String {
-        format!("{}cl", self.prefix)
+        client_ns(self.lab.prefix())
     }
 
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        kubectl(&self.prefix, args, stdin).unwrap()
+        self.lab.kubectl_run(args, stdin).unwrap()
     }
 
     /// `curl` from the bridge namespace (it reaches every lab address).
@@ -92,34 +104,27 @@ impl Lab {
     }
 
     fn prometheus_log(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        log_tail(&self.lab.log("prometheus"), 20)
+    }
+
+    fn by_kind(&self, kind: &str) -> Vec<&Job> {
+        self.jobs
+            .iter()
+            .filter(|j| j.name.starts_with(&format!("{kind}/")))
+            .collect()
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(mut prometheus) = self.prometheus.take() {
-            let _ = prometheus.kill();
-            let _ = prometheus.wait();
-        }
-        drop(self.topo.take());
-        down(&self.prefix);
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// The fixture the tests running now share, made by the first of them.
+fn monitored() -> Arc<Monitored> {
+    static SHARED: Mutex<Weak<Monitored>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(fixture) = shared.upgrade() {
+        return fixture;
     }
-}
-
-/// Polls `probe` until it gives a value; fails naming `what` after `timeout`.
-fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let fixture = Arc::new(bring_up());
+    *shared = Arc::downgrade(&fixture);
+    fixture
 }
 
 fn require_tools() {
@@ -408,7 +413,7 @@ fn prometheus_config(jobs: &[Job], rules: &Path, fast: bool) -> String {
 
 /// GET `path` with URL-encoded `params` from the Prometheus in the bridge namespace: `data`,
 /// or why there is none.
-fn api(lab: &Lab, path: &str, params: &[(&str, &str)]) -> Result<Value, String> {
+fn api(lab: &Monitored, path: &str, params: &[(&str, &str)]) -> Result<Value, String> {
     let url = format!("http://{PROMETHEUS_ADDR}{path}");
     let encoded: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut args = vec!["-G", url.as_str()];
@@ -426,7 +431,7 @@ fn api(lab: &Lab, path: &str, params: &[(&str, &str)]) -> Result<Value, String> 
 }
 
 /// The instant vector of `promql`.
-fn query(lab: &Lab, promql: &str) -> Result<Vec<Value>, String> {
+fn query(lab: &Monitored, promql: &str) -> Result<Vec<Value>, String> {
     let data = api(lab, "/api/v1/query", &[("query", promql)])?;
     Ok(data["result"].as_array().cloned().unwrap_or_default())
 }
@@ -444,24 +449,8 @@ fn value(sample: &Value) -> f64 {
 
 // ---------------------------------------------------------------- the lab's state
 
-/// The demo pool with both families, and Services of every family policy.
-fn lab_objects() -> String {
-    let service = |name: &str, spec: &str| {
-        format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]{spec}}}\n"
-        )
-    };
-    [
-        service("web", ""),
-        service("dual-a", ", ipFamilyPolicy: RequireDualStack"),
-        service("dual-b", ", ipFamilyPolicy: RequireDualStack"),
-        service("v6", ", ipFamilyPolicy: SingleStack, ipFamilies: [IPv6]"),
-    ]
-    .concat()
-}
-
 /// Service IPs the API server holds from the lab pool: IP → `namespace/name`.
-fn assigned_ips(lab: &Lab) -> BTreeMap<IpAddr, String> {
+fn assigned_ips(lab: &Monitored) -> BTreeMap<IpAddr, String> {
     let pool: Vec<IpNet> = [POOL_V4, POOL_V6]
         .iter()
         .map(|p| p.parse().unwrap())
@@ -490,7 +479,7 @@ fn assigned_ips(lab: &Lab) -> BTreeMap<IpAddr, String> {
 }
 
 /// Which node's MAC answers ARP (IPv4) or NDP (IPv6) for `ip` from the client namespace.
-fn answering_node(lab: &Lab, macs: &BTreeMap<String, String>, ip: IpAddr) -> Option<String> {
+fn answering_node(lab: &Monitored, macs: &BTreeMap<String, String>, ip: IpAddr) -> Option<String> {
     let ip_text = ip.to_string();
     let client = lab.client();
     let text = if ip.is_ipv4() {
@@ -523,7 +512,7 @@ fn answering_node(lab: &Lab, macs: &BTreeMap<String, String>, ip: IpAddr) -> Opt
 }
 
 /// `(service, node)` of every ServiceL2Status (its labels, which the speaker writes first).
-fn l2_statuses(lab: &Lab) -> BTreeSet<(String, String)> {
+fn l2_statuses(lab: &Monitored) -> BTreeSet<(String, String)> {
     let list: Value = serde_json::from_str(&lab.kubectl(
         &["get", "servicel2status", "-n", NAMESPACE, "-o", "json"],
         None,
@@ -578,7 +567,7 @@ struct Truth {
 }
 
 impl Truth {
-    fn observe(lab: &Lab, macs: &BTreeMap<String, String>) -> Self {
+    fn observe(lab: &Monitored, macs: &BTreeMap<String, String>) -> Self {
         let assigned = assigned_ips(lab);
         let answering = assigned
             .keys()
@@ -625,7 +614,7 @@ impl Truth {
 }
 
 /// What Prometheus stores for the jobs of one monitor kind (`jobs`: controller and speaker).
-fn stored(lab: &Lab, jobs: &[&Job]) -> Result<Stored, String> {
+fn stored(lab: &Monitored, jobs: &[&Job]) -> Result<Stored, String> {
     let mut in_use = Vec::new();
     let mut announced = BTreeSet::new();
     for job in jobs {
@@ -667,7 +656,7 @@ fn stored(lab: &Lab, jobs: &[&Job]) -> Result<Stored, String> {
 
 /// Runs `promtool check metrics` on the `/metrics` page at `addr`: its findings, split into
 /// accepted (see `ACCEPTED_FINDINGS`) and not.
-fn promtool_findings(lab: &Lab, addr: &str) -> (Vec<String>, Vec<String>) {
+fn promtool_findings(lab: &Monitored, addr: &str) -> (Vec<String>, Vec<String>) {
     // Ask for the format promtool lints; the answer's Content-Type says what was served.
     let out = lab
         .curl(&[
@@ -730,55 +719,157 @@ fn promtool_findings(lab: &Lab, addr: &str) -> (Vec<String>, Vec<String>) {
     (accepted_findings, unaccepted)
 }
 
-// ---------------------------------------------------------------- the test
+// ---------------------------------------------------------------- bringing it up
 
-#[test]
-fn prometheus_scrapes_the_lab_with_the_charts_settings_and_sees_its_state() {
-    if !privileged() {
-        return;
-    }
-    require_tools();
-    let docs = render_chart();
-    let rule = only(
+/// The chart's PrometheusRule.
+fn chart_rule(docs: &[Value]) -> &Value {
+    only(
         "PrometheusRule",
         docs.iter()
             .filter(|d| d["kind"] == "PrometheusRule")
             .collect(),
-    );
-    let chart_rules: usize = rule["spec"]["groups"]
+    )
+}
+
+/// Where the lab runs what the chart's pods would run (`Lab::up`): the controller beside the
+/// API server on the bridge address, one speaker per node namespace on the node's address.
+fn lab_pods(component: &str) -> Vec<(String, String)> {
+    match component {
+        "controller" => vec![(
+            "controller-0".to_owned(),
+            API_ADDR.split(':').next().unwrap().to_owned(),
+        )],
+        "speaker" => (1..=NODES)
+            .map(|i| (format!("speaker-node-{i}"), node_ip(i)))
+            .collect(),
+        other => panic!("the chart monitors a component the lab does not run: {other}"),
+    }
+}
+
+/// A lab serving Services of every family policy, scraped by Prometheus with the chart's jobs
+/// and rules (at a one-second interval), every target up.
+fn bring_up() -> Monitored {
+    require_tools();
+    let docs = render_chart();
+    let rule = chart_rule(&docs).clone();
+    let chart_rules = rule["spec"]["groups"]
         .as_array()
         .unwrap()
         .iter()
         .map(|g| g["rules"].as_array().unwrap().len())
         .sum();
+    let lab = Lab::up(&prefix("fp"), NODES).unwrap();
+    let jobs = scrape_jobs(&docs, &lab_pods);
+    let macs = lab.node_macs().unwrap();
+    let fixture = Monitored {
+        lab,
+        jobs,
+        chart_rules,
+        macs,
+    };
+    let lab = &fixture.lab;
+    // The pool first, and Services only once the controller serves it: a Service reconciled
+    // before its pool is known counts an allocation failure, which one alert reports.
+    let [pool, advertisement] = lab_pool();
+    lab.apply(&[&pool, &advertisement]).unwrap();
+    lab.eventually("the controller to export pool lab", PATIENCE, || {
+        let samples = lab.metrics(CONTROLLER_METRICS)?;
+        scrape::value(
+            &samples,
+            "ferrolb_allocator_addresses_total",
+            &[("pool", POOL)],
+        )
+        .map(|_| ())
+        .ok_or_else(|| "no ferrolb_allocator_addresses_total{pool=\"lab\"}".to_owned())
+    });
+    lab.apply(&[
+        &svc("web"),
+        &svc("dual-a").dual_stack(),
+        &svc("dual-b").dual_stack(),
+        &svc("v6").ipv6_only(),
+    ])
+    .unwrap();
+    // web, v6: one IP each; dual-a, dual-b: one per family.
+    lab.eventually(
+        "every Service to get its IPs",
+        PATIENCE,
+        || match assigned_ips(&fixture).len() {
+            6 => Ok(()),
+            n => Err(format!("{n} IPs")),
+        },
+    );
+    let rules = lab.dir().join("ferrolb-rules.yaml");
+    std::fs::write(&rules, serde_json::to_string_pretty(&rule["spec"]).unwrap()).unwrap();
+    let config = lab.dir().join("prometheus.yaml");
+    std::fs::write(&config, prometheus_config(&fixture.jobs, &rules, true)).unwrap();
+    let tsdb = lab.dir().join("tsdb");
+    lab.spawn(
+        "prometheus",
+        &fixture.bridge(),
+        Path::new("prometheus"),
+        &[
+            &format!("--config.file={}", config.display()),
+            &format!("--storage.tsdb.path={}", tsdb.display()),
+            &format!("--web.listen-address={PROMETHEUS_ADDR}"),
+        ],
+        &[],
+    )
+    .unwrap();
+    let ready_url = format!("http://{PROMETHEUS_ADDR}/-/ready");
+    lab.eventually("Prometheus to be ready", PATIENCE, || {
+        fixture
+            .curl(&["-f", &ready_url])
+            .map(|_| ())
+            .map_err(|e| format!("{e}; log:\n{}", fixture.prometheus_log()))
+    });
+    fixture
+}
 
-    let prefix = format!("fp{}", std::process::id() % 10_000);
-    let mut lab = Lab {
-        dir: std::env::temp_dir().join(format!("ferrolb-prometheus-{prefix}")),
-        prefix: prefix.clone(),
-        topo: None,
-        prometheus: None,
-    };
-    std::fs::create_dir_all(&lab.dir).unwrap();
-    lab.topo = Some(up(&prefix, NODES).unwrap());
-    let topo = lab.topo.as_ref().unwrap();
+/// Up targets per job: job name → (up, expected).
+fn targets_up(m: &Monitored) -> BTreeMap<String, (usize, usize)> {
+    m.jobs
+        .iter()
+        .map(|j| {
+            let up = query(m, &format!("up{{job=\"{}\"}} == 1", j.label)).map_or(0, |v| v.len());
+            (j.name.clone(), (up, j.targets.len()))
+        })
+        .collect()
+}
 
-    // Where the lab runs what the chart's pods would run (cluster.rs): the controller beside the
-    // API server on the bridge address, one speaker per node namespace on the node's address.
-    let node_ip = |i: u8| {
-        let ns = format!("{prefix}n{i}");
-        topo.hosts.iter().find(|h| h.ns == ns).unwrap().ipv4.clone()
-    };
-    let controller_ip = API_ADDR.split(':').next().unwrap().to_owned();
-    let lab_pods = |component: &str| -> Vec<(String, String)> {
-        match component {
-            "controller" => vec![("controller-0".to_owned(), controller_ip.clone())],
-            "speaker" => (1..=NODES)
-                .map(|i| (format!("speaker-node-{i}"), node_ip(i)))
-                .collect(),
-            other => panic!("the chart monitors a component the lab does not run: {other}"),
-        }
-    };
+/// Waits until the lab itself is settled (every IP answered, ServiceL2Status as expected) and
+/// what Prometheus stores for each monitor kind equals it; the truth and what each kind stored.
+fn compare(m: &Monitored) -> (Truth, BTreeMap<&'static str, Result<Stored, String>>) {
+    let mut last = None;
+    let found = m
+        .lab
+        .poll_until("Prometheus to store the lab's state", PATIENCE, || {
+            let truth = Truth::observe(m, &m.macs);
+            let seen: BTreeMap<&'static str, Result<Stored, String>> =
+                ["podMonitor", "serviceMonitor"]
+                    .into_iter()
+                    .map(|k| (k, stored(m, &m.by_kind(k))))
+                    .collect();
+            let expected = truth.expected();
+            let done = truth.answering.values().all(Option::is_some)
+                && truth.l2_statuses == truth.expected_l2_statuses()
+                && seen.values().all(|s| s.as_ref() == Ok(&expected));
+            if done {
+                Ok((truth, seen))
+            } else {
+                last = Some((truth, seen));
+                Err("not yet equal".to_owned())
+            }
+        });
+    // On a timeout the last observation is asserted on, so the failure shows the difference.
+    found.unwrap_or_else(|_| last.expect("observed at least once"))
+}
+
+// ---------------------------------------------------------------- the tests
+
+#[test]
+fn the_charts_monitors_become_scrape_configs_promtool_accepts_with_the_charts_timings() {
+    require_tools();
+    let docs = render_chart();
     let jobs = scrape_jobs(&docs, &lab_pods);
     let kinds: BTreeSet<&str> = jobs
         .iter()
@@ -789,168 +880,76 @@ fn prometheus_scrapes_the_lab_with_the_charts_settings_and_sees_its_state() {
         BTreeSet::from(["podMonitor", "serviceMonitor"]),
         "{VALUES} renders both monitor kinds: {jobs:#?}"
     );
-    let macs: BTreeMap<String, String> = (1..=NODES)
-        .map(|i| {
-            let out = in_ns(
-                &format!("{prefix}n{i}"),
-                &["cat", "/sys/class/net/eth0/address"],
-            )
-            .unwrap();
-            (
-                String::from_utf8_lossy(&out.stdout).trim().to_lowercase(),
-                format!("node-{i}"),
-            )
-        })
-        .collect();
-
-    // The pool first, and Services only once the controller serves it: a Service reconciled
-    // before its pool is known counts an allocation failure, which one alert reports.
-    lab.kubectl(
-        &["apply", "-f", "-"],
-        Some(&format!(
-            "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {POOL}, namespace: {NAMESPACE}}}\nspec: {{addresses: [{POOL_V4}, {POOL_V6}]}}\n---\napiVersion: ferrolb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: {POOL}, namespace: {NAMESPACE}}}\nspec: {{}}\n"
-        )),
-    );
-    let controller_metrics = format!(
-        "http://{}/metrics",
-        jobs.iter()
-            .find(|j| j.component == "controller")
-            .unwrap()
-            .targets[0]
-    );
-    wait_for(
-        "the controller to export pool lab",
-        Duration::from_secs(30),
-        || {
-            let page = lab.curl(&[&controller_metrics]).ok()?;
-            String::from_utf8_lossy(&page.stdout)
-                .contains(&format!(
-                    "ferrolb_allocator_addresses_total{{pool=\"{POOL}\"}}"
-                ))
-                .then_some(())
-        },
-    );
-    lab.kubectl(&["apply", "-f", "-"], Some(&lab_objects()));
-    // web, v6: one IP each; dual-a, dual-b: one per family.
-    wait_for(
-        "every Service to get its IPs",
-        Duration::from_secs(30),
-        || (assigned_ips(&lab).len() == 6).then_some(()),
-    );
-
-    // The chart's own timings must be a valid Prometheus configuration; the run uses 1 s.
-    let rules = lab.dir.join("ferrolb-rules.yaml");
+    let dir = std::env::temp_dir().join(format!("ferrolb-prometheus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("ferrolb-rules.yaml");
+    let rule = chart_rule(&docs);
     std::fs::write(&rules, serde_json::to_string_pretty(&rule["spec"]).unwrap()).unwrap();
-    let chart_config = lab.dir.join("prometheus-chart-timings.yaml");
-    std::fs::write(&chart_config, prometheus_config(&jobs, &rules, false)).unwrap();
+    let config = dir.join("prometheus-chart-timings.yaml");
+    std::fs::write(&config, prometheus_config(&jobs, &rules, false)).unwrap();
     let check = Command::new("promtool")
         .args(["check", "config"])
-        .arg(&chart_config)
+        .arg(&config)
         .output()
         .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         check.status.success(),
-        "promtool check config with the chart's scrape settings:\n{}{}\n{}",
+        "promtool check config with the chart's scrape settings:\n{}{}\n{text}",
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr),
-        std::fs::read_to_string(&chart_config).unwrap()
     );
-    let config = lab.dir.join("prometheus.yaml");
-    std::fs::write(&config, prometheus_config(&jobs, &rules, true)).unwrap();
-    let log = std::fs::File::create(lab.dir.join("prometheus.log")).unwrap();
-    lab.prometheus = Some(
-        command_in(&lab.bridge(), "prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                lab.dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={PROMETHEUS_ADDR}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let ready_url = format!("http://{PROMETHEUS_ADDR}/-/ready");
-    let started = Instant::now();
-    let ready = (|| {
-        while started.elapsed() < Duration::from_secs(30) {
-            if lab.curl(&["-f", &ready_url]).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        false
-    })();
-    assert!(
-        ready,
-        "Prometheus did not become ready:\n{}",
-        lab.prometheus_log()
-    );
+}
 
-    // Every target of every job is scraped.
-    let started = Instant::now();
-    let mut targets = BTreeMap::new();
-    while started.elapsed() < Duration::from_secs(30) {
-        targets = jobs
-            .iter()
-            .map(|j| {
-                let up =
-                    query(&lab, &format!("up{{job=\"{}\"}} == 1", j.label)).map_or(0, |v| v.len());
-                (j.name.clone(), (up, j.targets.len()))
-            })
-            .collect();
+#[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
+fn every_target_of_every_chart_monitor_is_scraped() {
+    let m = monitored();
+    let targets = m.lab.poll_until("every target to be up", PATIENCE, || {
+        let targets = targets_up(&m);
         if targets.values().all(|(up, want)| up == want) {
-            break;
+            Ok(targets)
+        } else {
+            Err(format!("{targets:?}"))
         }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    eprintln!("targets up after {:?}", started.elapsed());
-    for (job, (up, want)) in &targets {
+    });
+    assert!(
+        targets.is_ok(),
+        "targets up (job: (up, expected)): {:?}; Prometheus log:\n{}",
+        targets_up(&m),
+        m.prometheus_log()
+    );
+}
+
+#[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
+fn allocator_in_use_gauge_equals_the_service_ips_the_api_server_holds() {
+    let m = monitored();
+    let (truth, seen) = compare(&m);
+    assert_eq!(truth.assigned.len(), 6, "Service IPs: {truth:#?}");
+    for (kind, stored) in &seen {
         assert_eq!(
-            up,
-            want,
-            "{job}: targets up; Prometheus log:\n{}",
-            lab.prometheus_log()
+            stored.as_ref().map(|s| &s.in_use),
+            Ok(&truth.expected().in_use),
+            "{kind}: ferrolb_allocator_addresses_in_use_total{{pool=\"lab\"}} per controller \
+             target against the {} Service IPs the API server holds",
+            truth.assigned.len()
         );
     }
+}
 
-    // Wait until Prometheus's view of each monitor kind matches the lab, then compare.
-    let by_kind = |kind: &str| -> Vec<&Job> {
-        jobs.iter()
-            .filter(|j| j.name.starts_with(&format!("{kind}/")))
-            .collect()
-    };
-    let started = Instant::now();
-    let (truth, seen) = loop {
-        let truth = Truth::observe(&lab, &macs);
-        let seen: BTreeMap<&str, Result<Stored, String>> = kinds
-            .iter()
-            .map(|k| (*k, stored(&lab, &by_kind(k))))
-            .collect();
-        let expected = truth.expected();
-        let done = truth.answering.values().all(Option::is_some)
-            && truth.l2_statuses == truth.expected_l2_statuses()
-            && seen.values().all(|s| s.as_ref() == Ok(&expected));
-        if done || started.elapsed() > Duration::from_secs(60) {
-            break (truth, seen);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    eprintln!(
-        "Prometheus compared with the lab after {:?}",
-        started.elapsed()
-    );
-    assert_eq!(truth.assigned.len(), 6, "Service IPs: {truth:#?}");
+#[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
+fn speaker_announced_names_the_node_answering_arp_and_ndp_and_its_l2_status() {
+    let m = monitored();
+    let (truth, seen) = compare(&m);
     for (ip, node) in &truth.answering {
         assert!(
             node.is_some(),
             "no node answered ARP/NDP for {ip}: {truth:#?}"
         );
     }
-    let owners: BTreeSet<&Option<String>> = truth.answering.values().collect();
-    eprintln!("answering nodes: {owners:?}");
     assert_eq!(
         truth.l2_statuses,
         truth.expected_l2_statuses(),
@@ -960,7 +959,8 @@ fn prometheus_scrapes_the_lab_with_the_charts_settings_and_sees_its_state() {
         // A target label the Operator adds (`service` for a ServiceMonitor) wins over the
         // metric's own label of that name unless the endpoint honours labels; the metric's value
         // then moves to `exported_service`. Say so rather than only show the difference.
-        let target_labels: BTreeSet<String> = by_kind(kind)
+        let target_labels: BTreeSet<String> = m
+            .by_kind(kind)
             .iter()
             .filter(|j| j.config["honor_labels"] == false)
             .flat_map(|j| j.config["static_configs"].as_array().unwrap().clone())
@@ -978,18 +978,23 @@ fn prometheus_scrapes_the_lab_with_the_charts_settings_and_sees_its_state() {
              need `honorLabels: true`, as MetalLB's chart sets. Stored: {stored:#?}"
         );
         assert_eq!(
-            stored.as_ref(),
-            Ok(&truth.expected()),
-            "{kind}: what Prometheus stores (left) against the lab: {truth:#?}"
+            stored.as_ref().map(|s| &s.announced),
+            Ok(&truth.expected().announced),
+            "{kind}: ferrolb_speaker_announced as Prometheus stores it (left) against the node \
+             answering ARP/NDP for each IP: {truth:#?}"
         );
     }
+}
 
-    // The chart's rules: all loaded, evaluated without error after the lab settled, none
-    // pending or firing.
+#[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
+fn the_charts_rules_all_evaluate_without_error_and_none_fires_in_a_healthy_lab() {
+    let m = monitored();
+    // Rules evaluated after the lab has settled, so none sees the start-up.
+    compare(&m);
     let settled = jiff::Timestamp::now();
-    let started = Instant::now();
-    let loaded = loop {
-        let loaded: Vec<Value> = api(&lab, "/api/v1/rules", &[])
+    let rules = |m: &Monitored| -> Vec<Value> {
+        api(m, "/api/v1/rules", &[])
             .map(|d| {
                 d["groups"]
                     .as_array()
@@ -998,22 +1003,27 @@ fn prometheus_scrapes_the_lab_with_the_charts_settings_and_sees_its_state() {
                     .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
                     .collect()
             })
-            .unwrap_or_default();
-        let evaluated = loaded.len() == chart_rules
-            && loaded.iter().all(|r| {
-                r["lastEvaluation"]
-                    .as_str()
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    .is_some_and(|t| t > settled)
-                    && r["health"] == "ok"
-                    && r["state"] == "inactive"
-            });
-        if evaluated || started.elapsed() > Duration::from_secs(30) {
-            break loaded;
-        }
-        std::thread::sleep(Duration::from_millis(500));
+            .unwrap_or_default()
     };
-    assert_eq!(loaded.len(), chart_rules, "Prometheus loaded every rule");
+    let evaluated = m
+        .lab
+        .poll_until("every rule to be evaluated", PATIENCE, || {
+            let loaded = rules(&m);
+            let fresh = loaded.len() == m.chart_rules
+                && loaded.iter().all(|r| {
+                    r["lastEvaluation"]
+                        .as_str()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|t| t > settled)
+                });
+            if fresh {
+                Ok(loaded)
+            } else {
+                Err(format!("{} rules", loaded.len()))
+            }
+        });
+    let loaded = evaluated.unwrap_or_else(|_| rules(&m));
+    assert_eq!(loaded.len(), m.chart_rules, "Prometheus loaded every rule");
     let unhealthy: Vec<String> = loaded
         .iter()
         .filter(|r| r["health"] != "ok" || r["state"] != "inactive")
@@ -1029,13 +1039,17 @@ fn prometheus_scrapes_the_lab_with_the_charts_settings_and_sees_its_state() {
         "rules failing or alerting in a healthy lab:\n{}",
         unhealthy.join("\n")
     );
+}
 
-    // promtool check metrics on every /metrics page.
-    let pages: BTreeSet<&String> = jobs.iter().flat_map(|j| &j.targets).collect();
+#[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
+fn promtool_check_metrics_accepts_every_page_but_the_metallb_total_gauges() {
+    let m = monitored();
+    let pages: BTreeSet<&String> = m.jobs.iter().flat_map(|j| &j.targets).collect();
     assert_eq!(pages.len(), 1 + usize::from(NODES), "pages: {pages:?}");
     let (mut accepted, mut unaccepted) = (Vec::new(), Vec::new());
     for addr in pages {
-        let (a, u) = promtool_findings(&lab, addr);
+        let (a, u) = promtool_findings(&m, addr);
         accepted.extend(a);
         unaccepted.extend(u);
     }
@@ -1048,5 +1062,4 @@ fn prometheus_scrapes_the_lab_with_the_charts_settings_and_sees_its_state() {
         "promtool check metrics (accepted: {ACCEPTED_FINDINGS}):\n{}",
         unaccepted.join("\n")
     );
-    drop(lab);
 }

@@ -3,8 +3,12 @@
 //!   a line `lose IP` or `gain IP` changes ownership. Prints counters at exit.
 //! - `flood --iface IF --count N`: send malformed and truncated ARP/NDP frames.
 //! - `probe --target IP`: an HTTP request to IP every 10 ms, one line per probe (who answered,
-//!   or why not) until stdin closes, then a summary (see `ferrolb_lab::failure`).
+//!   or why not) until stdin closes, then a summary (see `ferrolb_lab::prober`).
 //! - `send-udp --to ADDR --hex HEX...`: send each hex string as one UDP datagram.
+//! - `backend --name NODE`: the HTTP backend behind Service IPs on a node.
+//!
+//! And for people: `up`, `down` and `demo` (a tour that removes its lab at the end, also on
+//! Ctrl-C).
 
 #![allow(
     clippy::print_stdout,
@@ -134,7 +138,7 @@ fn run_probe(
             stop.store(true, Ordering::Relaxed);
         });
     }
-    ferrolb_lab::failure::run_prober(
+    ferrolb_lab::prober::run_prober(
         std::net::SocketAddr::new(target, port),
         interval,
         timeout,
@@ -265,30 +269,7 @@ fn flood(iface: &str, count: u32, rate: u32) -> anyhow::Result<()> {
         anyhow::bail!("not an Ethernet interface");
     };
     let mac = nic.mac.map(|m| m.octets()).unwrap_or_default();
-    // A valid ARP request to mutate: truncated at every length, wrong sizes, bad opcodes.
-    let mut arp = vec![0xff; 6];
-    arp.extend_from_slice(&mac);
-    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    arp.extend_from_slice(&mac);
-    arp.extend_from_slice(&[192, 0, 2, 250, 0, 0, 0, 0, 0, 0, 192, 0, 2, 200]);
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..count {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let mut frame = arp.clone();
-        match i % 4 {
-            0 => frame.truncate(14 + (seed as usize % 28)),
-            1 => frame[18] = (seed % 255) as u8 + 1,
-            2 => frame[20] = 0xff,
-            _ => {
-                let at = 14 + (seed as usize % (frame.len() - 14));
-                frame[at] ^= (seed >> 8) as u8 | 1;
-            }
-        }
-        if frame.len() < 14 {
-            continue;
-        }
+    for (i, frame) in (0..count).zip(ferrolb_lab::forgery::malformed_arp_frames(mac, count)) {
         if let Some(Err(e)) = tx.send_to(&frame, None) {
             anyhow::bail!("send failed: {e}");
         }
@@ -303,10 +284,28 @@ fn flood(iface: &str, count: u32, rate: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A tiny HTTP server answering every request with `name` (the backend behind Service IPs).
+fn backend(name: &str, port: u16) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("::", port))?;
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf);
+        let body = format!("{name}\n");
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    Ok(())
+}
+
 /// One HTTP GET from the client namespace; the node name that answered.
 fn probe(prefix: &str, ip: &str, timeout: &str) -> Option<String> {
-    let out = ferrolb_lab::netns::in_ns(
-        &format!("{prefix}cl"),
+    let out = ferrolb_lab::topology::in_ns(
+        &ferrolb_lab::topology::client_ns(prefix),
         &["curl", "-s", "-m", timeout, &format!("http://{ip}/")],
     )
     .ok()?;
@@ -314,104 +313,87 @@ fn probe(prefix: &str, ip: &str, timeout: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-fn demo(nodes: u8, existing: Option<String>) -> anyhow::Result<()> {
-    use ferrolb_lab::cluster::{down, kubectl, publish_backends, up};
-    use std::time::{Duration, Instant};
-    let own_lab = existing.is_none();
-    let prefix = existing.unwrap_or_else(|| format!("fd{}", std::process::id() % 10_000));
-    let topo = if own_lab {
-        println!(
-            "== bringing up lab {prefix}: {nodes} nodes, a client, API server and controller (namespaces {prefix}*)"
-        );
-        match up(&prefix, nodes) {
-            Ok(t) => t,
-            Err(e) => {
-                down(&prefix);
-                return Err(e);
-            }
-        }
-    } else {
-        ferrolb_lab::netns::Topology::attach(&prefix, nodes)
+/// On Ctrl-C (SIGINT; the lab's processes run in process groups of their own and do not see
+/// it), removes the lab and exits: what the lab guard would do, since `exit` runs no drops.
+fn remove_on_interrupt(prefix: String) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Installed here, before the lab exists, so no Ctrl-C can come too early.
+    let mut interrupt = {
+        let _context = runtime.enter();
+        signal(SignalKind::interrupt())?
     };
-    let result = (|| -> anyhow::Result<()> {
-        println!(
-            "== creating an IPAddressPool (192.0.2.192/27), an L2Advertisement and a LoadBalancer Service"
-        );
-        kubectl(
-            &prefix,
-            &["apply", "-f", "-"],
-            Some(ferrolb_lab::cluster::DEMO_OBJECTS),
-        )?;
-        publish_backends(&prefix, "default", "web", nodes)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let ip = loop {
-            let ip = kubectl(
-                &prefix,
-                &[
-                    "get",
-                    "svc",
-                    "web",
-                    "-o",
-                    "jsonpath={.status.loadBalancer.ingress[0].ip}",
-                ],
-                None,
-            )?;
-            if !ip.is_empty() {
-                break ip;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "the Service got no IP");
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        print!("{}", kubectl(&prefix, &["get", "svc", "web"], None)?);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let owner = loop {
-            if let Some(node) = probe(&prefix, &ip, "1") {
-                break node;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "the client never reached {ip}");
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        println!("== the client reached http://{ip}/ and {owner} answered");
-        let index: usize = owner.trim_start_matches("node-").parse()?;
-        let host = topo
-            .hosts
-            .iter()
-            .find(|h| h.ns == format!("{prefix}n{index}"))
-            .ok_or_else(|| anyhow::anyhow!("no namespace for {owner}"))?;
-        println!("== taking {owner} off the network; probing every 10 ms");
-        topo.set_link(host, false)?;
-        let cut = Instant::now();
-        let (new_owner, outage) = loop {
-            if let Some(node) = probe(&prefix, &ip, "0.1") {
-                break (node, cut.elapsed());
-            }
-            anyhow::ensure!(
-                cut.elapsed() < Duration::from_secs(30),
-                "nobody took over {ip}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        println!(
-            "== {new_owner} took over {ip}; the client was cut off for about {} ms",
-            outage.as_millis()
-        );
-        topo.set_link(host, true)?;
-        println!("== {owner} is back on the network");
-        let events = kubectl(&prefix, &["describe", "svc", "web"], None)?;
-        if let Some(at) = events.find("Events:") {
-            print!("{}", &events[at..]);
+    std::thread::spawn(move || {
+        if runtime.block_on(interrupt.recv()).is_some() {
+            eprintln!("== interrupted: removing lab {prefix}");
+            // Twice: a namespace being created during the first pass is caught by the second.
+            ferrolb_lab::cluster::down(&prefix);
+            ferrolb_lab::cluster::down(&prefix);
+            std::process::exit(130);
         }
-        Ok(())
-    })();
-    if own_lab {
-        drop(topo);
-        down(&prefix);
-        println!("== lab {prefix} removed");
-    } else {
-        // Someone else's lab: leave it as it was.
-        std::mem::forget(topo);
+    });
+    Ok(())
+}
+
+fn demo(nodes: u8, existing: Option<String>) -> anyhow::Result<()> {
+    use ferrolb_lab::Lab;
+    use ferrolb_lab::objects::{endpoints, lab_pool, svc};
+    let lab = match existing {
+        Some(prefix) => Lab::attach(&prefix, nodes),
+        None => {
+            let prefix = ferrolb_lab::cluster::prefix("fd");
+            remove_on_interrupt(prefix.clone())?;
+            println!(
+                "== bringing up lab {prefix}: {nodes} nodes, a client, API server and controller (namespaces {prefix}*; Ctrl-C removes it)"
+            );
+            Lab::up(&prefix, nodes)?
+        }
+    };
+    let prefix = lab.prefix().to_owned();
+    println!(
+        "== creating an IPAddressPool (192.0.2.192/27, 2001:db8::c0/123), an L2Advertisement and a LoadBalancer Service"
+    );
+    let [pool, advertisement] = lab_pool();
+    lab.apply(&[
+        &pool,
+        &advertisement,
+        &svc("web").ipv4_only(),
+        &endpoints("web").on_every_node(nodes),
+    ])?;
+    let ip = lab
+        .wait_ingress("web", 1, Duration::from_secs(30))?
+        .remove(0);
+    print!("{}", lab.kubectl_run(&["get", "svc", "web"], None)?);
+    let owner = lab.poll_until(
+        &format!("the client to reach {ip}"),
+        Duration::from_secs(30),
+        || probe(&prefix, &ip, "1").ok_or_else(|| "no answer".to_owned()),
+    )?;
+    println!("== the client reached http://{ip}/ and {owner} answered");
+    let index: u8 = owner.trim_start_matches("node-").parse()?;
+    println!("== taking {owner} off the network; probing every 10 ms");
+    ferrolb_lab::faults::set_node_link(&lab, index, false)?;
+    let cut = std::time::Instant::now();
+    let new_owner = lab.poll_until(
+        &format!("another node to take over {ip}"),
+        Duration::from_secs(30),
+        || probe(&prefix, &ip, "0.1").ok_or_else(|| "no answer".to_owned()),
+    )?;
+    println!(
+        "== {new_owner} took over {ip}; the client was cut off for about {} ms",
+        cut.elapsed().as_millis()
+    );
+    ferrolb_lab::faults::set_node_link(&lab, index, true)?;
+    println!("== {owner} is back on the network");
+    let events = lab.kubectl_run(&["describe", "svc", "web"], None)?;
+    if let Some(at) = events.find("Events:") {
+        print!("{}", &events[at..]);
     }
-    result
+    drop(lab);
+    println!("== lab {prefix} removed (unless it was an existing lab)");
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -436,31 +418,24 @@ fn main() -> anyhow::Result<()> {
         ),
         Command::SendUdp { to, datagrams } => send_udp(to, &datagrams),
         Command::Up { nodes, prefix } => {
-            let prefix = prefix.unwrap_or_else(|| format!("fl{}", std::process::id() % 10_000));
-            match ferrolb_lab::cluster::up(&prefix, nodes) {
-                Ok(topo) => {
-                    // The lab outlives this command; `down` removes it.
-                    std::mem::forget(topo);
-                    let kc = ferrolb_lab::cluster::lab_dir(&prefix).join("kubeconfig");
-                    println!("lab {prefix} is up: kubeconfig {}", kc.display());
-                    println!(
-                        "  ip netns exec {prefix}br kubectl --kubeconfig {} get nodes",
-                        kc.display()
-                    );
-                    println!("  remove it with: ferrolb-lab down --prefix {prefix}");
-                    Ok(())
-                }
-                Err(e) => {
-                    ferrolb_lab::cluster::down(&prefix);
-                    Err(e)
-                }
-            }
+            let prefix = prefix.unwrap_or_else(|| ferrolb_lab::cluster::prefix("fl"));
+            let lab = ferrolb_lab::Lab::up(&prefix, nodes)?;
+            let kc = lab.kubeconfig();
+            println!("lab {prefix} is up: kubeconfig {}", kc.display());
+            println!(
+                "  ip netns exec {prefix}br kubectl --kubeconfig {} get nodes",
+                kc.display()
+            );
+            println!("  remove it with: ferrolb-lab down --prefix {prefix}");
+            // The lab outlives this command; `down` removes it.
+            lab.detach();
+            Ok(())
         }
         Command::Demo { nodes, prefix } => demo(nodes, prefix),
         Command::Down { prefix } => {
             ferrolb_lab::cluster::down(&prefix);
             Ok(())
         }
-        Command::Backend { name, port } => ferrolb_lab::cluster::backend(&name, port),
+        Command::Backend { name, port } => backend(&name, port),
     }
 }

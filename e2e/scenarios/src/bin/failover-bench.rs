@@ -31,17 +31,16 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use ferrolb_lab::cluster::{down, lab_dir, up};
-use ferrolb_lab::failure::{
-    ProbeReport, Prober, Speaker, client_ns, forget_neighbour, log_tails, node_ns, now_us, serve,
-    set_node_link, wait_settled,
-};
-use ferrolb_lab::netns::{Topology, command_in, in_ns};
+use ferrolb_lab::Lab;
+use ferrolb_lab::faults::{forget_neighbour, set_node_link};
+use ferrolb_lab::prober::{ProbeReport, Prober, now_us};
+use ferrolb_lab::process::Signal;
+use ferrolb_lab::topology::{client_ns, in_ns, node_ns};
 
 const NODES: u8 = 3;
 const INTERVAL: Duration = Duration::from_millis(10);
@@ -122,16 +121,6 @@ struct Trial {
     reset: u64,
 }
 
-/// Removes the lab (and with its namespaces every keepalived in them) when dropped.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        down(&self.0);
-        eprintln!("lab {} removed", self.0);
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -182,29 +171,15 @@ fn describe(report: &ProbeReport) -> String {
     )
 }
 
-/// The speaker of `node`, kept across trials (a restarted one is our child and is reaped).
-fn speaker<'a>(
-    prefix: &str,
-    speakers: &'a mut BTreeMap<u8, Speaker>,
-    node: u8,
-) -> anyhow::Result<&'a mut Speaker> {
-    if !speakers.get_mut(&node).is_some_and(Speaker::is_running) {
-        speakers.insert(node, Speaker::find(prefix, node)?);
-    }
-    speakers
-        .get_mut(&node)
-        .ok_or_else(|| anyhow::anyhow!("no speaker for node-{node}"))
-}
-
 fn ferrolb_trial(
-    prefix: &str,
-    topo: &Topology,
+    lab: &Lab,
     ips: &[String],
     scenario: Scenario,
-    speakers: &mut BTreeMap<u8, Speaker>,
     timeout: Duration,
 ) -> anyhow::Result<(Trial, String)> {
-    let owner = wait_settled(prefix, NODES, ips, HOLD, Duration::from_secs(90))?[0];
+    let prefix = lab.prefix();
+    let owner = lab.wait_settled(ips, HOLD, Duration::from_secs(90))?[0];
+    let speaker = Lab::speaker(owner);
     // A node that kept the IP through the previous trial (never losing it in its own view) does
     // not announce it again, so the client may still use the interim owner's address: start
     // every trial from a client that asks again.
@@ -218,40 +193,35 @@ fn ferrolb_trial(
     }
     match scenario {
         Scenario::NodeCut => {
-            set_node_link(topo, owner, false)?;
+            set_node_link(lab, owner, false)?;
             if !prober.wait_flowing(at, Duration::from_secs(2), RESUME_DEADLINE) {
                 note.push_str(", traffic did NOT resume");
             }
         }
         Scenario::Kill => {
-            speaker(prefix, speakers, owner)?.kill()?;
+            lab.processes()
+                .stop(&speaker, Signal::Kill, Duration::from_secs(5))?;
             if !prober.wait_flowing(at, Duration::from_secs(2), RESUME_DEADLINE) {
                 note.push_str(", traffic did NOT resume");
             }
         }
         Scenario::Sigterm => {
-            let s = speaker(prefix, speakers, owner)?;
-            let took = s.terminate(Duration::from_secs(20))?;
-            s.restart()?;
+            let took = lab
+                .processes()
+                .stop(&speaker, Signal::Term, Duration::from_secs(20))?;
+            lab.processes().restart(&speaker)?;
             note.push_str(&format!(", exited {:.0} ms after SIGTERM", ms(took)));
-            wait_settled(
-                prefix,
-                NODES,
-                ips,
-                Duration::from_secs(1),
-                Duration::from_secs(60),
-            )?;
+            lab.wait_settled(ips, Duration::from_secs(1), Duration::from_secs(60))?;
         }
         _ => anyhow::bail!("not a ferrolb scenario"),
     }
     let report = prober.stop()?;
     // Restore for the next trial.
     match scenario {
-        Scenario::NodeCut => set_node_link(topo, owner, true)?,
-        Scenario::Kill => speakers
-            .get_mut(&owner)
-            .ok_or_else(|| anyhow::anyhow!("no speaker for node-{owner}"))?
-            .restart()?,
+        Scenario::NodeCut => set_node_link(lab, owner, true)?,
+        Scenario::Kill => {
+            lab.processes().restart(&speaker)?;
+        }
         _ => {}
     }
     let trial = Trial {
@@ -265,12 +235,15 @@ fn ferrolb_trial(
 // ---------------------------------------------------------------------------------------------
 // keepalived
 
-/// keepalived processes, one per node namespace; stopped when dropped.
-struct Keepalived {
-    children: Vec<Child>,
+/// keepalived in every node namespace, as supervised lab processes (`keepalived-<impl>-n<N>`):
+/// one that dies mid-phase fails the run naming it. Stopped (SIGTERM: it removes the VIP) by
+/// [`Keepalived::stop`]; the lab guard kills whatever is left.
+struct Keepalived<'a> {
+    lab: &'a Lab,
+    names: Vec<String>,
 }
 
-impl Keepalived {
+impl<'a> Keepalived<'a> {
     fn config(scenario: Scenario, node: u8) -> String {
         // VRRPv2 defaults (advert_int 1, version 2), or VRRPv3 with advert_int 0.1. Priorities
         // differ (200, 150, 100), as in any real deployment: with equal ones two backups can take
@@ -292,37 +265,37 @@ impl Keepalived {
         )
     }
 
-    fn start(prefix: &str, scenario: Scenario) -> anyhow::Result<Self> {
-        let dir = lab_dir(prefix);
-        let mut children = Vec::new();
+    fn start(lab: &'a Lab, scenario: Scenario) -> anyhow::Result<Self> {
+        let dir = lab.dir();
+        let mut names = Vec::new();
         for node in 1..=NODES {
-            let tag = format!("{}-n{node}", scenario.implementation());
-            let conf = dir.join(format!("{tag}.conf"));
+            let name = format!("{}-n{node}", scenario.implementation());
+            let conf = dir.join(format!("{name}.conf"));
             std::fs::write(&conf, Self::config(scenario, node))?;
-            let log = std::fs::File::create(dir.join(format!("{tag}.log")))?;
-            let child = command_in(&node_ns(prefix, node), "keepalived")
-                .args([
+            let path = |suffix: &str| dir.join(format!("{name}{suffix}")).display().to_string();
+            let (conf, pid, vrrp_pid) = (path(".conf"), path(".pid"), path("-vrrp.pid"));
+            lab.spawn(
+                &name,
+                &node_ns(lab.prefix(), node),
+                Path::new("keepalived"),
+                &[
                     "--dont-fork",
                     "--log-console",
                     "--vrrp",
                     "--no-syslog",
                     "-f",
-                ])
-                .arg(&conf)
-                .arg("-p")
-                .arg(dir.join(format!("{tag}.pid")))
-                .arg("-r")
-                .arg(dir.join(format!("{tag}-vrrp.pid")))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot start keepalived (apt-get install keepalived): {e}")
-                })?;
-            children.push(child);
+                    &conf,
+                    "-p",
+                    &pid,
+                    "-r",
+                    &vrrp_pid,
+                ],
+                &[],
+            )
+            .map_err(|e| anyhow::anyhow!("{e} (apt-get install keepalived)"))?;
+            names.push(name);
         }
-        Ok(Self { children })
+        Ok(Self { lab, names })
     }
 
     /// The nodes holding the VIP now.
@@ -339,64 +312,40 @@ impl Keepalived {
     }
 
     /// Waits until one node has held the VIP, alone, for `hold`; that node.
-    fn wait_master(prefix: &str, hold: Duration, deadline: Duration) -> anyhow::Result<u8> {
-        let start = Instant::now();
+    fn wait_master(lab: &Lab, hold: Duration, deadline: Duration) -> anyhow::Result<u8> {
         let mut since: Option<(Instant, u8)> = None;
-        loop {
-            match (Self::holders(prefix).as_slice(), since) {
-                ([one], Some((at, before))) if *one == before => {
-                    if at.elapsed() >= hold {
-                        return Ok(*one);
-                    }
+        lab.poll_until("keepalived to settle on one master", deadline, || {
+            match (Self::holders(lab.prefix()).as_slice(), since) {
+                ([one], Some((at, before))) if *one == before && at.elapsed() >= hold => {
+                    return Ok(*one);
                 }
+                ([one], Some((_, before))) if *one == before => {}
                 ([one], _) => since = Some((Instant::now(), *one)),
                 _ => since = None,
             }
-            anyhow::ensure!(
-                start.elapsed() < deadline,
-                "keepalived did not settle on one master within {deadline:?}: holders {:?}",
-                Self::holders(prefix)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            Err(format!("holders {:?}", Self::holders(lab.prefix())))
+        })
     }
 
-    fn stop(&mut self) {
-        for child in &mut self.children {
-            // SIGTERM: keepalived stops its VRRP child and removes the VIP.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+    /// SIGTERM to each (keepalived stops its VRRP child and removes the VIP), waiting for all.
+    fn stop(self) -> anyhow::Result<()> {
+        for name in &self.names {
+            self.lab
+                .processes()
+                .stop(name, Signal::Term, Duration::from_secs(5))?;
         }
-        for child in &mut self.children {
-            let start = Instant::now();
-            while matches!(child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(5) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.children.clear();
+        Ok(())
     }
 }
 
-impl Drop for Keepalived {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn keepalived_trial(
-    prefix: &str,
-    topo: &Topology,
-    timeout: Duration,
-) -> anyhow::Result<(Trial, String)> {
-    let master = Keepalived::wait_master(prefix, Duration::from_secs(3), Duration::from_secs(60))?;
+fn keepalived_trial(lab: &Lab, timeout: Duration) -> anyhow::Result<(Trial, String)> {
+    let prefix = lab.prefix();
+    let master = Keepalived::wait_master(lab, Duration::from_secs(3), Duration::from_secs(60))?;
     forget_neighbour(prefix, VIP)?;
     let prober = Prober::start(prefix, VIP, INTERVAL, timeout)?;
     let serving = prober.wait_replies(20, Duration::from_secs(10))?;
     let at = now_us();
-    set_node_link(topo, master, false)?;
+    set_node_link(lab, master, false)?;
     let mut note = format!("master node-{master}");
     if serving != format!("node-{master}") {
         note.push_str(&format!(" (but {serving} served the client)"));
@@ -405,7 +354,7 @@ fn keepalived_trial(
         note.push_str(", traffic did NOT resume");
     }
     let report = prober.stop()?;
-    set_node_link(topo, master, true)?;
+    set_node_link(lab, master, true)?;
     let trial = Trial {
         outage: report.longest_gap,
         lost: report.lost,
@@ -421,47 +370,51 @@ fn loadavg() -> String {
 }
 
 fn run(args: &Args) -> anyhow::Result<Vec<String>> {
-    let prefix = format!("fb{}", std::process::id() % 10_000);
+    let prefix = ferrolb_lab::cluster::prefix("fb");
     eprintln!(
         "lab {prefix}: {NODES} nodes and a client (remove it by hand after a crash: ferrolb-lab down --prefix {prefix})"
     );
-    let _cleanup = Cleanup(prefix.clone());
-    let result = measure(args, &prefix);
+    // The one guard: dropped at the end, also on an error, it stops every process and removes
+    // the namespaces (printing the logs' tails when a process died).
+    let lab = Lab::up(&prefix, NODES)?;
+    let result = measure(args, &lab);
     if result.is_err() {
-        eprintln!("{}", log_tails(&prefix, 30));
+        eprintln!("{}", lab.log_tails(30));
     }
     result
 }
 
-fn measure(args: &Args, prefix: &str) -> anyhow::Result<Vec<String>> {
-    let prefix = prefix.to_owned();
-    let topo = up(&prefix, NODES)?;
-    let ips = serve(&prefix, NODES, 0)?;
+fn measure(args: &Args, lab: &Lab) -> anyhow::Result<Vec<String>> {
+    let prefix = lab.prefix();
+    let ips = lab.serve(0)?;
     eprintln!("Service IP {}", ips[0]);
     let timeout = Duration::from_millis(args.timeout_ms);
     let mut scenarios = args.scenarios.clone();
     scenarios.sort();
     scenarios.dedup();
     let mut results: Vec<(Scenario, Vec<Trial>)> = Vec::new();
-    let mut speakers = BTreeMap::new();
     for scenario in scenarios {
         let keepalived = match scenario {
             Scenario::KeepalivedDefault | Scenario::KeepalivedV3 => {
                 in_ns(
-                    &client_ns(&prefix),
+                    &client_ns(prefix),
                     &["ip", "route", "replace", "198.51.100.0/24", "dev", "eth0"],
                 )?;
-                Some(Keepalived::start(&prefix, scenario)?)
+                Some(Keepalived::start(lab, scenario)?)
             }
             _ => None,
         };
         let mut trials = Vec::new();
         for i in 1..=args.trials {
             let (trial, note) = if keepalived.is_some() {
-                keepalived_trial(&prefix, &topo, timeout)?
+                keepalived_trial(lab, timeout)?
             } else {
-                ferrolb_trial(&prefix, &topo, &ips, scenario, &mut speakers, timeout)?
+                ferrolb_trial(lab, &ips, scenario, timeout)?
             };
+            // A lab that lost a process measures nothing: stop, naming it.
+            lab.healthy().map_err(|dead| {
+                anyhow::anyhow!("{} trial {i}: {dead}", scenario.implementation())
+            })?;
             eprintln!(
                 "  {} {} trial {i}/{}: {note}",
                 scenario.implementation(),
@@ -470,7 +423,9 @@ fn measure(args: &Args, prefix: &str) -> anyhow::Result<Vec<String>> {
             );
             trials.push(trial);
         }
-        drop(keepalived);
+        if let Some(keepalived) = keepalived {
+            keepalived.stop()?;
+        }
         results.push((scenario, trials));
     }
     let mut lines = Vec::new();

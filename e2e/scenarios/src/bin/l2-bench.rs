@@ -23,14 +23,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use ferrolb_lab::Lab;
 use ferrolb_lab::binaries::binary as sibling;
-use ferrolb_lab::netns::{Topology, command_in, privileged};
+use ferrolb_lab::topology::command_in;
 use ferrolb_wire::{ArpOperation, ArpRepr, Mac, NdpRepr, NeighborSolicit, solicited_node};
 
 const SERVICE_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
 const SERVICE_V6: &str = "2001:db8::200";
 const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const CLIENT_V6: &str = "2001:db8::2";
+/// How long the responder's gratuitous ARP repeats last after it gains an IP (3, 1 s apart).
+const GRATUITOUS_REPEATS: Duration = Duration::from_millis(3500);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -261,13 +264,11 @@ fn value<'a>(line: &'a str, key: &str) -> &'a str {
 }
 
 fn bench(args: &Args) -> anyhow::Result<()> {
-    if !privileged() {
-        anyhow::bail!("l2-bench needs root (network namespaces and raw sockets)");
-    }
-    let prefix = format!("l2b{}", std::process::id() % 100_000);
-    let mut topo = Topology::new(&prefix)?;
-    let speaker = topo.add_host("s", 10)?;
-    let client_host = topo.add_host("c", 2)?;
+    let prefix = ferrolb_lab::cluster::prefix("l2b");
+    let mut lab = Lab::network(&prefix)
+        .map_err(|e| anyhow::anyhow!("l2-bench needs root (network namespaces): {e}"))?;
+    let speaker = lab.add_host("s", 10)?;
+    let client_host = lab.add_host("c", 2)?;
     let lab = sibling("ferrolb-lab")?;
     let mut responder = command_in(&speaker.ns, &lab.display().to_string())
         .args([
@@ -295,8 +296,10 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         "responder did not start: {line}"
     );
     std::thread::spawn(move || for _ in err.lines() {});
-    // Let the gratuitous repeats (1 s apart) finish so they do not mix with the figures.
-    std::thread::sleep(Duration::from_millis(3500));
+    // The responder repeats its gratuitous ARP 3 times, 1 s apart, after gaining an IP: a
+    // known schedule to stay clear of (so the repeats do not mix with the figures), not a wait
+    // for anything the responder reports.
+    std::thread::sleep(GRATUITOUS_REPEATS);
 
     let me = std::env::current_exe()?;
     let mut client = command_in(&client_host.ns, &me.display().to_string())
@@ -338,7 +341,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
     let status = client.wait()?;
     drop(responder.stdin.take());
     let _ = responder.wait();
-    drop(topo);
+    drop(lab);
     anyhow::ensure!(status.success(), "the client failed");
     println!(
         "l2-bench flood_requests={} flood_replies={}",

@@ -1,7 +1,11 @@
-//! Network namespaces, veth pairs and a bridge for the lab, created with iproute2 and always
-//! removed: every name carries a per-run prefix, and [`Topology::drop`] deletes what it made
-//! (also when a test fails). `ferrolb-lab down` removes leftovers of a crashed run by prefix.
+//! The lab's network: namespaces, veth pairs, a bridge and addresses, made with iproute2.
+//!
+//! Every name carries a per-run prefix; [`delete_all`] removes a prefix's namespaces and what runs
+//! in them. The one owner that calls it is [`crate::cluster::Lab`] (on drop, also on panic), and
+//! `ferrolb-lab down` after a crash. Addresses are documentation ranges only: 192.0.2.0/24 and
+//! 2001:db8::/64 on the bridge.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
 /// Runs a command, failing with its stderr.
@@ -33,11 +37,53 @@ pub fn in_ns(ns: &str, args: &[&str]) -> anyhow::Result<Output> {
     run("ip", &full)
 }
 
-/// A `Command` that runs inside namespace `ns` (for long-running processes).
+/// A `Command` that runs inside namespace `ns` (for long-running processes), in a process group
+/// of its own: a Ctrl-C at the terminal, or any tool signalling its own process group (as
+/// `kill(0, sig)` does), reaches the lab's owner only, which then stops everything in order,
+/// instead of killing lab processes behind its back.
 pub fn command_in(ns: &str, program: &str) -> Command {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, program]);
+    c.args(["netns", "exec", ns, program]).process_group(0);
     c
+}
+
+/// Namespace of node `node` (1-based) of lab `prefix`.
+pub fn node_ns(prefix: &str, node: u8) -> String {
+    format!("{prefix}n{node}")
+}
+
+/// IPv4 address of node `node` (1-based): 192.0.2.(10 + node).
+pub fn node_ip(node: u8) -> String {
+    format!("192.0.2.{}", 10 + u16::from(node))
+}
+
+/// IPv6 address of node `node` (1-based): 2001:db8::(10 + node), in hex.
+pub fn node_ipv6(node: u8) -> String {
+    format!("2001:db8::{:x}", 10 + u16::from(node))
+}
+
+/// The Kubernetes name of node `node` (1-based).
+pub fn node_name(node: u8) -> String {
+    format!("node-{node}")
+}
+
+/// The client namespace of lab `prefix`.
+pub fn client_ns(prefix: &str) -> String {
+    format!("{prefix}cl")
+}
+
+/// The bridge namespace of lab `prefix` (API server, controllers).
+pub fn bridge_ns(prefix: &str) -> String {
+    format!("{prefix}br")
+}
+
+/// The MAC address of `iface` in namespace `ns`, lower case.
+///
+/// # Errors
+/// When the interface does not exist.
+pub fn mac_of(ns: &str, iface: &str) -> anyhow::Result<String> {
+    let out = in_ns(ns, &["cat", &format!("/sys/class/net/{iface}/address")])?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_lowercase())
 }
 
 /// Namespaces that exist now whose name starts with `prefix`.
@@ -79,7 +125,8 @@ pub struct Host {
     pub ipv6: String,
 }
 
-/// A bridge namespace and hosts attached to it: 192.0.2.0/24 and 2001:db8::/64.
+/// A bridge namespace and hosts attached to it: 192.0.2.0/24 and 2001:db8::/64. Plain data:
+/// [`crate::cluster::Lab`] owns it and removes it.
 #[derive(Debug)]
 pub struct Topology {
     /// Per-run prefix of every name.
@@ -97,7 +144,7 @@ impl Topology {
     /// # Errors
     /// When iproute2 fails (not root, no netns support).
     pub fn new(prefix: &str) -> anyhow::Result<Self> {
-        let bridge_ns = format!("{prefix}br");
+        let bridge_ns = bridge_ns(prefix);
         run("ip", &["netns", "add", &bridge_ns])?;
         let topo = Self {
             prefix: prefix.to_owned(),
@@ -113,8 +160,7 @@ impl Topology {
         Ok(topo)
     }
 
-    /// The topology of a lab that `up` made earlier, to work with it (nothing is created; drop it
-    /// with `std::mem::forget` to leave the lab in place).
+    /// The topology of a lab that `up` made earlier, to work with it (nothing is created).
     pub fn attach(prefix: &str, nodes: u8) -> Self {
         let host = |name: &str, n: u8| Host {
             ns: format!("{prefix}{name}"),
@@ -126,7 +172,7 @@ impl Topology {
         hosts.extend((1..=nodes).map(|i| host(&format!("n{i}"), 10 + i)));
         Self {
             prefix: prefix.to_owned(),
-            bridge_ns: format!("{prefix}br"),
+            bridge_ns: bridge_ns(prefix),
             hosts,
         }
     }
@@ -186,6 +232,17 @@ impl Topology {
         Ok(host)
     }
 
+    /// The host in namespace `ns`.
+    ///
+    /// # Errors
+    /// When there is none.
+    pub fn host(&self, ns: &str) -> anyhow::Result<&Host> {
+        self.hosts
+            .iter()
+            .find(|h| h.ns == ns)
+            .ok_or_else(|| anyhow::anyhow!("no host {ns} in lab {}", self.prefix))
+    }
+
     /// Cuts a host off the network (its bridge port down), or restores it.
     ///
     /// # Errors
@@ -205,28 +262,4 @@ impl Topology {
         )?;
         Ok(())
     }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        delete_all(&self.prefix);
-    }
-}
-
-/// Whether this process may create namespaces; outside CI a test without it prints why it
-/// skips, in CI it must fail instead.
-pub fn privileged() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if !(root && ip) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root with iproute2: network namespace tests must run there"
-        );
-        eprintln!("SKIPPED: network namespace tests need root and iproute2");
-    }
-    root && ip
 }
