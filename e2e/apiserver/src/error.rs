@@ -45,6 +45,11 @@ pub enum ApiError {
     /// 405: the verb is not supported on this resource.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// 406: the Accept header allows no representation this server produces (JSON).
+    #[error(
+        "the test API server speaks JSON only; none of the media types the request accepts ({0}) is application/json"
+    )]
+    NotAcceptable(String),
     /// 415: an unknown patch type or body encoding.
     #[error("the body of the request was in an unknown format: {0}")]
     UnsupportedMediaType(String),
@@ -81,6 +86,7 @@ impl ApiError {
             Self::BadRequest(_) => 400,
             Self::Gone { .. } => 410,
             Self::MethodNotAllowed => 405,
+            Self::NotAcceptable(_) => 406,
             Self::UnsupportedMediaType(_) => 415,
         }
     }
@@ -95,6 +101,7 @@ impl ApiError {
             Self::BadRequest(_) => "BadRequest",
             Self::Gone { .. } => "Expired",
             Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::NotAcceptable(_) => "NotAcceptable",
             Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
         }
     }

@@ -19,9 +19,10 @@ enum Requirement {
     Less(String, i64),
 }
 
-/// A parsed label selector; the empty selector matches everything.
+/// A parsed `?labelSelector=` query (a list of requirements, all ANDed); the empty query matches
+/// everything. Not a `metav1.LabelSelector` object: this is the string form clients send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabelSelector(Vec<Requirement>);
+pub struct LabelQuery(Vec<Requirement>);
 
 /// Splits at commas that are not inside parentheses.
 fn split_top_level(s: &str) -> Vec<&str> {
@@ -124,7 +125,7 @@ fn parse_requirement(selector: &str, part: &str) -> ApiResult<Requirement> {
     Err(bad(selector, "expected one of =, ==, !=, in, notin"))
 }
 
-impl LabelSelector {
+impl LabelQuery {
     /// Parses `?labelSelector=`.
     ///
     /// # Errors
@@ -261,7 +262,7 @@ mod tests {
 
     #[test]
     fn set_based_and_equality_requirements_are_anded() {
-        let s = LabelSelector::parse("app=web, tier in (a,b),!legacy,env notin (dev)").unwrap();
+        let s = LabelQuery::parse("app=web, tier in (a,b),!legacy,env notin (dev)").unwrap();
         assert!(s.matches(&obj(json!({"app": "web", "tier": "b"}))));
         assert!(!s.matches(&obj(json!({"app": "web", "tier": "c"}))));
         assert!(!s.matches(&obj(json!({"app": "web", "tier": "a", "legacy": "1"}))));
@@ -270,15 +271,15 @@ mod tests {
 
     #[test]
     fn not_equal_matches_objects_without_the_label() {
-        let s = LabelSelector::parse("app!=web").unwrap();
+        let s = LabelQuery::parse("app!=web").unwrap();
         assert!(s.matches(&obj(json!({}))));
         assert!(!s.matches(&obj(json!({"app": "web"}))));
     }
 
     #[test]
     fn malformed_selectors_are_bad_requests() {
-        assert!(LabelSelector::parse("app in web").is_err());
-        assert!(LabelSelector::parse("a b c").is_err());
+        assert!(LabelQuery::parse("app in web").is_err());
+        assert!(LabelQuery::parse("a b c").is_err());
         assert!(FieldSelector::parse("spec.nodeName=x", &[]).is_err());
     }
 
