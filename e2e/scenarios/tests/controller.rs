@@ -318,15 +318,12 @@ async fn the_controller_goes_quiet_once_everything_is_written() {
     wait_assigned(&server, "svc", 10, "IPs").await;
     // The Service statuses come first; the pool status and one IPAllocated Event per Service
     // follow. Wait for all of them, so the quiet window below sees only extra writes.
-    let pools = server
-        .store()
-        .resource("ferrolb.io", "v1beta1", "ipaddresspools")
-        .unwrap();
+    let pools = ("ferrolb.io", "v1beta1", "ipaddresspools");
     eventually_async(
         "the pool status and the Events",
         Duration::from_secs(10),
         || {
-            let pool = server.store().get(&pools, NAMESPACE, "v6").unwrap();
+            let pool = get(&server, pools, NAMESPACE, "v6").expect("pool v6");
             let assigned = &pool["status"]["assignedIPv6"];
             let events = events(&server, "IPAllocated").len();
             if *assigned == 10 && events == 10 {

@@ -11,14 +11,6 @@ use common::*;
 use ferrolb_lab::binaries::binary;
 use serde_json::json;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn http_get(port: u16, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
@@ -50,7 +42,7 @@ async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm()
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
-    let port = free_port();
+    let port = free_port(false);
     let mut child = tokio::process::Command::new(binary("ferrolb-controller").unwrap())
         .args([
             "--namespace",
@@ -85,14 +77,11 @@ async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm()
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
 
-    let lease = server
-        .store()
-        .resource("coordination.k8s.io", "v1", "leases")
-        .unwrap();
-    let held = server
-        .store()
-        .get(&lease, NAMESPACE, "ferrolb-controller")
-        .unwrap();
+    let lease = || {
+        let leases = ("coordination.k8s.io", "v1", "leases");
+        get(&server, leases, NAMESPACE, "ferrolb-controller").expect("the controller's Lease")
+    };
+    let held = lease();
     assert_eq!(
         held["spec"]["holderIdentity"], "controller-0",
         "the lease holder is the pod named by POD_NAME"
@@ -113,10 +102,7 @@ async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm()
         sent.elapsed() < Duration::from_secs(5),
         "slow exit after SIGTERM"
     );
-    let released = server
-        .store()
-        .get(&lease, NAMESPACE, "ferrolb-controller")
-        .unwrap();
+    let released = lease();
     assert!(
         released["spec"]["holderIdentity"].is_null(),
         "the lease was not released: {released}"

@@ -49,7 +49,7 @@ struct Speakers {
 
 impl Speakers {
     async fn start(server: &ApiServer) -> Self {
-        let ports: Vec<u16> = NODES.iter().map(|_| free_udp_port()).collect();
+        let ports: Vec<u16> = NODES.iter().map(|_| free_port(true)).collect();
         let addrs: Vec<SocketAddr> = ports
             .iter()
             .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
@@ -193,37 +193,33 @@ fn cluster_with_one_service(server: &ApiServer) {
 
 /// Every `ServiceL2Status` as (announcing node, service namespace/name, interfaces).
 fn l2_statuses(server: &ApiServer) -> Vec<(String, String, String)> {
-    let rt = server
-        .store()
-        .resource("ferrolb.io", "v1beta1", "servicel2statuses")
-        .unwrap();
-    let page = server
-        .store()
-        .list(&rt, Some(NAMESPACE), &Default::default())
-        .unwrap();
-    page.items
-        .iter()
-        .map(|o| {
-            let labels = &o["metadata"]["labels"];
-            // The status follows the object by a moment.
-            if !o["status"].is_null() {
-                assert_eq!(
-                    labels["ferrolb.io/node"], o["status"]["node"],
-                    "a ServiceL2Status's node label and status disagree"
-                );
-            }
-            let label = |k: &str| labels[k].as_str().unwrap_or_default().to_owned();
-            (
-                o["status"]["node"].as_str().unwrap_or_default().to_owned(),
-                format!(
-                    "{}/{}",
-                    label("ferrolb.io/service-namespace"),
-                    label("ferrolb.io/service-name")
-                ),
-                o["status"]["interfaces"].to_string(),
-            )
-        })
-        .collect()
+    list(
+        server,
+        ("ferrolb.io", "v1beta1", "servicel2statuses"),
+        NAMESPACE,
+    )
+    .iter()
+    .map(|o| {
+        let labels = &o["metadata"]["labels"];
+        // The status follows the object by a moment.
+        if !o["status"].is_null() {
+            assert_eq!(
+                labels["ferrolb.io/node"], o["status"]["node"],
+                "a ServiceL2Status's node label and status disagree"
+            );
+        }
+        let label = |k: &str| labels[k].as_str().unwrap_or_default().to_owned();
+        (
+            o["status"]["node"].as_str().unwrap_or_default().to_owned(),
+            format!(
+                "{}/{}",
+                label("ferrolb.io/service-namespace"),
+                label("ferrolb.io/service-name")
+            ),
+            o["status"]["interfaces"].to_string(),
+        )
+    })
+    .collect()
 }
 
 /// Waits until the only `ServiceL2Status` says `node` announces `default/web` on eth0, and a
@@ -260,14 +256,6 @@ async fn wait_reported_owner(server: &ApiServer, node: &str) {
         },
     )
     .await;
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

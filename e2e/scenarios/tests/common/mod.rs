@@ -158,10 +158,34 @@ impl Drop for Controller {
     }
 }
 
+/// The stored object `name` in `ns` of `group/version` `plural`, if there is one.
+pub fn get(
+    server: &ApiServer,
+    (group, version, plural): (&str, &str, &str),
+    ns: &str,
+    name: &str,
+) -> Option<Value> {
+    let rt = server.store().resource(group, version, plural).unwrap();
+    server.store().get(&rt, ns, name).ok()
+}
+
+/// The stored objects in `ns` of `group/version` `plural`.
+pub fn list(
+    server: &ApiServer,
+    (group, version, plural): (&str, &str, &str),
+    ns: &str,
+) -> Vec<Value> {
+    let rt = server.store().resource(group, version, plural).unwrap();
+    server
+        .store()
+        .list(&rt, Some(ns), &Default::default())
+        .unwrap()
+        .items
+}
+
 /// The ingress IPs of a Service in `ns` (none when it does not exist).
 pub fn ingress(server: &ApiServer, ns: &str, name: &str) -> Vec<String> {
-    let rt = server.store().resource("", "v1", "services").unwrap();
-    let Ok(svc) = server.store().get(&rt, ns, name) else {
+    let Some(svc) = get(server, ("", "v1", "services"), ns, name) else {
         return Vec::new();
     };
     svc["status"]["loadBalancer"]["ingress"]
@@ -199,19 +223,25 @@ pub fn within(cidr: &str) -> impl Fn(&str) -> bool {
 
 /// Notes of the Events with `reason` about objects in `default`.
 pub fn events(server: &ApiServer, reason: &str) -> Vec<String> {
-    let rt = server
-        .store()
-        .resource("events.k8s.io", "v1", "events")
-        .unwrap();
-    let page = server
-        .store()
-        .list(&rt, Some("default"), &Default::default())
-        .unwrap();
-    page.items
+    list(server, ("events.k8s.io", "v1", "events"), "default")
         .iter()
         .filter(|e| e["reason"] == reason)
         .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// A loopback port nothing is bound to now, for UDP or TCP.
+pub fn free_port(udp: bool) -> u16 {
+    let addr = if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+    };
+    addr.unwrap().port()
 }
 
 /// Every write the controller made.
