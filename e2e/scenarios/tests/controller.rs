@@ -1,4 +1,6 @@
-//! ferrolb-controller against the test API server: real watches, real writes, counted.
+//! ferrolb-controller against the test API server: real watches, real writes, counted. Services
+//! are created and changed both before the controller starts (its initial sync) and after it
+//! (watch events one by one): both paths must assign, move and free IPs.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -7,165 +9,237 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
+use ferrolb_api::annotations::ADDRESS_POOL;
+use ferrolb_lab::wait::eventually_async;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+fn service(name: &str, extra: Value) -> Service {
+    serde_json::from_value(lb_service(name, extra)).unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_services_created_at_once_get_distinct_ips() {
+async fn a_service_created_after_the_initial_sync_gets_an_ip_from_the_pool() {
     let server = server().await;
-    create(
+    create_pool(&server, "v6", &["2001:db8:1::/120"]);
+    let controller = Controller::start(&server.url()).await;
+    controller.synced().await;
+    let api = services_api(&server).await;
+    api.create(&PostParams::default(), &service("web", json!({})))
+        .await
+        .unwrap();
+    wait_ip(
         &server,
-        "ferrolb.io",
-        "v1beta1",
-        "ipaddresspools",
-        "ferrolb-system",
-        pool("v6", &["2001:db8:1::/112"]),
-    );
-    let _controller = Controller::start(&server.url()).await;
-    let client = client_for(&server.url()).await;
-    let api: Api<Service> = Api::namespaced(client, "default");
+        "web",
+        "an IP from pool v6 for a Service created after the sync",
+        within("2001:db8:1::/120"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_requested_ip_of_a_running_service_moves_it_there() {
+    let server = server().await;
+    create_pool(&server, "v6", &["2001:db8:1::/120"]);
+    create_service(&server, "web", json!({}));
+    let controller = Controller::start(&server.url()).await;
+    controller.synced().await;
+    let first = wait_ip(&server, "web", "the first IP", within("2001:db8:1::/120")).await;
+    let requested = "2001:db8:1::42";
+    assert_ne!(first, requested, "the test needs the request to be a move");
+    let patch = json!({"spec": {"loadBalancerIP": requested}});
+    services_api(&server)
+        .await
+        .patch("web", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    wait_ip(
+        &server,
+        "web",
+        "the Service to move to the requested IP",
+        |ip| ip == requested,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_pool_annotation_of_a_running_service_moves_it_to_that_pool() {
+    let server = server().await;
+    create_pool(&server, "a", &["2001:db8:a::/120"]);
+    create_pool(&server, "b", &["2001:db8:b::/120"]);
+    let pool_is = |pool: &str| json!({"metadata": {"annotations": {ADDRESS_POOL.name: pool}}});
+    create_service(&server, "web", pool_is("a"));
+    let controller = Controller::start(&server.url()).await;
+    controller.synced().await;
+    wait_ip(
+        &server,
+        "web",
+        "an IP from pool a",
+        within("2001:db8:a::/120"),
+    )
+    .await;
+    services_api(&server)
+        .await
+        .patch("web", &PatchParams::default(), &Patch::Merge(pool_is("b")))
+        .await
+        .unwrap();
+    wait_ip(
+        &server,
+        "web",
+        "the Service to move to pool b",
+        within("2001:db8:b::/120"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_service_gives_its_ip_to_a_service_that_was_waiting_for_one() {
+    let server = server().await;
+    create_pool(&server, "one", &["2001:db8:1::7/128"]);
+    create_services(&server, "svc", 2);
+    let controller = Controller::start(&server.url()).await;
+    controller.synced().await;
+    let (holder, waiting) = eventually_async(
+        "one Service to hold the only address",
+        Duration::from_secs(20),
+        || {
+            let ips = [0, 1].map(|i| ingress(&server, "default", &format!("svc-{i}")));
+            match ips.iter().position(|ips| ips == &["2001:db8:1::7"]) {
+                Some(i) if ips[1 - i].is_empty() => Ok((i, 1 - i)),
+                _ => Err(format!("{ips:?}")),
+            }
+        },
+    )
+    .await;
+    services_api(&server)
+        .await
+        .delete(&format!("svc-{holder}"), &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_ip(
+        &server,
+        &format!("svc-{waiting}"),
+        "the freed address to go to the waiting Service",
+        |ip| ip == "2001:db8:1::7",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_services_created_at_once_get_distinct_ips_with_one_write_each() {
+    let server = server().await;
+    create_pool(&server, "v6", &["2001:db8:1::/112"]);
+    let controller = Controller::start(&server.url()).await;
+    controller.synced().await;
+    let api = services_api(&server).await;
     let creates = (0..1000).map(|i| {
         let api = api.clone();
         async move {
-            let svc: Service =
-                serde_json::from_value(lb_service(&format!("svc-{i}"), json!({}))).unwrap();
+            let svc = service(&format!("svc-{i}"), json!({}));
             api.create(&PostParams::default(), &svc).await.unwrap();
         }
     });
     futures::future::join_all(creates).await;
-    let ips = eventually(
-        Duration::from_secs(60),
-        "every Service to get an IP",
-        || {
-            let all: Vec<Vec<String>> = (0..1000)
-                .map(|i| ingress(&server, "default", &format!("svc-{i}")))
-                .collect();
-            all.iter().all(|ips| ips.len() == 1).then_some(all)
-        },
-    )
-    .await;
+    let ips = wait_assigned(&server, "svc", 1000, "every Service to get an IP").await;
     let distinct: BTreeSet<&String> = ips.iter().flatten().collect();
-    assert_eq!(distinct.len(), 1000, "IPs are distinct");
+    assert_eq!(distinct.len(), 1000, "two Services were given the same IP");
     assert_eq!(
         service_status_writes(&server).len(),
         1000,
-        "one status write per Service"
+        "status writes for 1000 Services"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_controller_restart_keeps_every_ip() {
+async fn a_controller_restart_keeps_every_ip_and_gives_a_freed_one_to_the_next_service() {
     let server = server().await;
-    create(
-        &server,
-        "ferrolb.io",
-        "v1beta1",
-        "ipaddresspools",
-        "ferrolb-system",
-        pool("v6", &["2001:db8:1::/120"]),
-    );
+    create_pool(&server, "v6", &["2001:db8:1::/120"]);
     create_services(&server, "svc", 20);
     let controller = Controller::start(&server.url()).await;
     let before = wait_assigned(&server, "svc", 20, "IPs").await;
     controller.stop();
     // Free the lowest address while the controller is down: a fresh allocation would take it.
-    let client = client_for(&server.url()).await;
-    let api: Api<Service> = Api::namespaced(client, "default");
+    let api = services_api(&server).await;
     api.delete("svc-0", &DeleteParams::default()).await.unwrap();
     let writes_before = service_status_writes(&server).len();
 
-    let _controller = Controller::start(&server.url()).await;
-    let late: Service = serde_json::from_value(lb_service("late", json!({}))).unwrap();
-    api.create(&PostParams::default(), &late).await.unwrap();
-    let late_ip = eventually(Duration::from_secs(20), "the new Service's IP", || {
-        ingress(&server, "default", "late").into_iter().next()
-    })
-    .await;
+    let controller = Controller::start(&server.url()).await;
+    controller.synced().await;
+    api.create(&PostParams::default(), &service("late", json!({})))
+        .await
+        .unwrap();
+    let late_ip = wait_ip(&server, "late", "the new Service's IP", |_| true).await;
     for (i, ips) in before.iter().enumerate().skip(1) {
         assert_eq!(
             &ingress(&server, "default", &format!("svc-{i}")),
             ips,
-            "svc-{i} kept its IP"
+            "svc-{i} lost its IP in the restart"
         );
     }
     assert_eq!(
         late_ip, before[0][0],
-        "the freed lowest address goes to the new Service"
+        "the freed lowest address did not go to the new Service"
     );
     assert_eq!(
         service_status_writes(&server).len() - writes_before,
         1,
-        "the restart itself wrote nothing"
+        "the restart rewrote Service statuses (only the new Service's write was expected)"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_foreign_writer_flipping_the_requested_ip_costs_at_most_one_write_per_change() {
+async fn a_foreign_writer_flipping_the_requested_ip_costs_one_write_per_change() {
     let server = server().await;
-    create(
-        &server,
-        "ferrolb.io",
-        "v1beta1",
-        "ipaddresspools",
-        "ferrolb-system",
-        pool("v6", &["2001:db8:1::/120"]),
-    );
-    create(
-        &server,
-        "",
-        "v1",
-        "services",
-        "default",
-        lb_service("web", json!({})),
-    );
+    create_pool(&server, "v6", &["2001:db8:1::/120"]);
+    create_service(&server, "web", json!({}));
     let _controller = Controller::start(&server.url()).await;
-    eventually(Duration::from_secs(20), "first IP", || {
-        ingress(&server, "default", "web").into_iter().next()
-    })
-    .await;
-    let client = client_for(&server.url()).await;
-    let api: Api<Service> = Api::namespaced(client, "default");
+    wait_ip(&server, "web", "the first IP", |_| true).await;
+    let api = services_api(&server).await;
     let start = service_status_writes(&server).len();
     for i in 0..100 {
-        let (ip, expect_ip) = if i % 2 == 0 {
-            ("2001:db8:1::42", true)
+        // In the pool (assigned) and outside every pool (cleared), in turn.
+        let ip = if i % 2 == 0 {
+            "2001:db8:1::42"
         } else {
-            ("2001:db8:ffff::7", false)
+            "2001:db8:ffff::7"
         };
-        let patch = json!({"spec": {"loadBalancerIP": ip}});
-        api.patch("web", &PatchParams::apply("foreign-controller").force(), &Patch::Apply(json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": patch["spec"],
-        })))
+        let apply = json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"loadBalancerIP": ip},
+        });
+        api.patch(
+            "web",
+            &PatchParams::apply("foreign-controller").force(),
+            &Patch::Apply(apply),
+        )
         .await
         .unwrap();
-        eventually(Duration::from_secs(10), "ferrolb to react", || {
-            let now = ingress(&server, "default", "web");
-            let settled = if expect_ip {
-                now == [ip]
-            } else {
-                now.is_empty()
-            };
-            settled.then_some(())
-        })
+        let want: &[&str] = if i % 2 == 0 { &[ip] } else { &[] };
+        eventually_async(
+            &format!("ferrolb to answer request {i} ({ip})"),
+            Duration::from_secs(10),
+            || {
+                let now = ingress(&server, "default", "web");
+                if now == want {
+                    Ok(())
+                } else {
+                    Err(format!("web holds {now:?}"))
+                }
+            },
+        )
         .await;
     }
-    let writes = service_status_writes(&server).len() - start;
-    assert!(writes <= 100, "{writes} status writes for 100 changes");
-    assert!(writes >= 100, "every change was answered ({writes})");
+    assert_eq!(
+        service_status_writes(&server).len() - start,
+        100,
+        "status writes for 100 changes of the requested IP"
+    );
 }
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_never_both_write() {
     let mut server = server().await;
-    create(
-        &server,
-        "ferrolb.io",
-        "v1beta1",
-        "ipaddresspools",
-        "ferrolb-system",
-        pool("v6", &["2001:db8:1::/120"]),
-    );
+    create_pool(&server, "v6", &["2001:db8:1::/120"]);
     let url_a = server.url();
     let url_b = server.add_listener().await.unwrap();
     #[allow(clippy::async_yields_async)] // the replica's task handle is what the test wants
@@ -174,14 +248,14 @@ async fn two_replicas_never_both_write() {
         let args = <ferrolb_controller::Args as clap::Parser>::parse_from([
             "ferrolb-controller",
             "--namespace",
-            "ferrolb-system",
+            NAMESPACE,
             "--identity",
             identity,
         ]);
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = std::sync::Arc::new(ferrolb_controller::metrics::Metrics::new(&mut registry));
         let config = ferrolb_controller::runtime::RuntimeConfig {
-            namespace: "ferrolb-system".into(),
+            namespace: NAMESPACE.into(),
             lb_class: None,
             instance: Some(identity.into()),
         };
@@ -210,18 +284,16 @@ async fn two_replicas_never_both_write() {
     wait_assigned(&server, "third", 5, "the new leader to assign").await;
     b.abort();
 
-    let writes: Vec<_> = server
-        .writes()
+    let writes: Vec<_> = controller_writes(&server)
         .into_iter()
         .filter(|w| w.resource == "services" || w.resource == "ipaddresspools.ferrolb.io")
-        .filter(|w| w.manager == "ferrolb-controller")
         .collect();
     let last_a = writes
         .iter()
         .filter(|w| w.listener == 0)
         .map(|w| w.at)
         .max()
-        .unwrap();
+        .expect("the first leader wrote");
     let first_b = writes
         .iter()
         .filter(|w| w.listener == 1)
@@ -234,35 +306,40 @@ async fn two_replicas_never_both_write() {
         .flat_map(|p| (0..5).map(move |i| format!("{p}-{i}")))
         .flat_map(|n| ingress(&server, "default", &n))
         .collect();
-    assert_eq!(all.len(), 15, "every Service has its own IP");
+    assert_eq!(all.len(), 15, "not every Service has its own IP");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_goes_quiet_once_everything_is_written() {
     let server = server().await;
-    create(
-        &server,
-        "ferrolb.io",
-        "v1beta1",
-        "ipaddresspools",
-        "ferrolb-system",
-        pool("v6", &["2001:db8:1::/120"]),
-    );
+    create_pool(&server, "v6", &["2001:db8:1::/120"]);
     create_services(&server, "svc", 10);
     let _controller = Controller::start(&server.url()).await;
     wait_assigned(&server, "svc", 10, "IPs").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let count = |s: &test_apiserver::ApiServer| {
-        s.writes()
-            .iter()
-            .filter(|w| w.manager == "ferrolb-controller")
-            .count()
-    };
-    let settled = count(&server);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        count(&server),
-        settled,
-        "the controller keeps writing with nothing to do"
-    );
+    // The Service statuses come first; the pool status and one IPAllocated Event per Service
+    // follow. Wait for all of them, so the quiet window below sees only extra writes.
+    let pools = ("ferrolb.io", "v1beta1", "ipaddresspools");
+    eventually_async(
+        "the pool status and the Events",
+        Duration::from_secs(10),
+        || {
+            let pool = get(&server, pools, NAMESPACE, "v6").expect("pool v6");
+            let assigned = &pool["status"]["assignedIPv6"];
+            let events = events(&server, "IPAllocated").len();
+            if *assigned == 10 && events == 10 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "pool assignedIPv6 {assigned}, {events} IPAllocated Events"
+                ))
+            }
+        },
+    )
+    .await;
+    assert_stays_quiet(
+        "the controller wrote with nothing to do",
+        Duration::from_secs(2),
+        || controller_writes(&server).len(),
+    )
+    .await;
 }

@@ -8,28 +8,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ferrolb_lab::binaries::binary;
 use serde_json::json;
-
-/// A workspace binary next to this test's executable (cargo builds every bin for the tests).
-fn workspace_bin(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --workspace` first",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn http_get(port: u16, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,31 +36,17 @@ async fn http_get(port: u16, path: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm() {
     let server = server().await;
-    create(
-        &server,
-        "ferrolb.io",
-        "v1beta1",
-        "ipaddresspools",
-        "ferrolb-system",
-        pool("v6", &["2001:db8:1::/120"]),
-    );
-    create(
-        &server,
-        "",
-        "v1",
-        "services",
-        "default",
-        lb_service("web", json!({})),
-    );
+    create_pool(&server, "v6", &["2001:db8:1::/120"]);
+    create_service(&server, "web", json!({}));
     let dir = std::env::temp_dir().join(format!("ferrolb-ctl-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
-    let port = free_port();
-    let mut child = tokio::process::Command::new(workspace_bin("ferrolb-controller"))
+    let port = free_port(false);
+    let mut child = tokio::process::Command::new(binary("ferrolb-controller").unwrap())
         .args([
             "--namespace",
-            "ferrolb-system",
+            NAMESPACE,
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
             "--log-format",
@@ -94,16 +60,11 @@ async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm()
         .spawn()
         .unwrap();
 
-    eventually(
-        Duration::from_secs(30),
-        "the binary to assign an IP",
-        || ingress(&server, "default", "web").into_iter().next(),
-    )
-    .await;
+    wait_ip(&server, "web", "the binary to assign an IP", |_| true).await;
     let (code, _) = http_get(port, "/readyz").await;
-    assert_eq!(code, 200);
+    assert_eq!(code, 200, "/readyz of a controller that assigned an IP");
     let (code, metrics) = http_get(port, "/metrics").await;
-    assert_eq!(code, 200);
+    assert_eq!(code, 200, "/metrics");
     for name in [
         "ferrolb_allocator_addresses_in_use_total{pool=\"v6\"} 1",
         "ferrolb_allocator_addresses_total{pool=\"v6\"} 256",
@@ -116,15 +77,15 @@ async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm()
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
 
-    let lease = server
-        .store()
-        .resource("coordination.k8s.io", "v1", "leases")
-        .unwrap();
-    let held = server
-        .store()
-        .get(&lease, "ferrolb-system", "ferrolb-controller")
-        .unwrap();
-    assert_eq!(held["spec"]["holderIdentity"], "controller-0");
+    let lease = || {
+        let leases = ("coordination.k8s.io", "v1", "leases");
+        get(&server, leases, NAMESPACE, "ferrolb-controller").expect("the controller's Lease")
+    };
+    let held = lease();
+    assert_eq!(
+        held["spec"]["holderIdentity"], "controller-0",
+        "the lease holder is the pod named by POD_NAME"
+    );
 
     let pid = child.id().unwrap();
     let sent = Instant::now();
@@ -136,15 +97,15 @@ async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm()
         .await
         .expect("exits within 5 s after SIGTERM")
         .unwrap();
-    assert!(status.success(), "clean exit: {status:?}");
-    assert!(sent.elapsed() < Duration::from_secs(5));
-    let released = server
-        .store()
-        .get(&lease, "ferrolb-system", "ferrolb-controller")
-        .unwrap();
+    assert!(status.success(), "SIGTERM ended the binary with {status:?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "slow exit after SIGTERM"
+    );
+    let released = lease();
     assert!(
         released["spec"]["holderIdentity"].is_null(),
-        "lease released: {released}"
+        "the lease was not released: {released}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,13 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use ferrolb_lab::wait::eventually_async;
 use ferrolb_speaker::announcer::Announce;
 use ferrolb_speaker::election::{Interfaces, owner};
 use ferrolb_speaker::gossip::seal::{KeyRing, Sealer};
 use ferrolb_speaker::gossip::timing::Timing;
 use ferrolb_speaker::runtime::{RuntimeConfig, run};
 use serde_json::json;
+use test_apiserver::ApiServer;
 
+const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
+const IP: &str = "192.0.2.5";
+
+/// The IPs one speaker announces: what its responder was told to gain and not yet to lose.
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<BTreeSet<IpAddr>>>);
 
@@ -30,72 +36,123 @@ impl Announce for Shared {
     }
 }
 
-/// Every `ServiceL2Status` as (announcing node, service namespace/name, interfaces).
-fn l2_statuses(server: &test_apiserver::ApiServer) -> Vec<(String, String, String)> {
-    let rt = server
-        .store()
-        .resource("ferrolb.io", "v1beta1", "servicel2statuses")
-        .unwrap();
-    let page = server
-        .store()
-        .list(&rt, Some("ferrolb-system"), &Default::default())
-        .unwrap();
-    page.items
-        .iter()
-        .map(|o| {
-            let labels = &o["metadata"]["labels"];
-            // The status follows the object by a moment.
-            if !o["status"].is_null() {
-                assert_eq!(labels["ferrolb.io/node"], o["status"]["node"]);
-            }
-            (
-                o["status"]["node"].as_str().unwrap_or_default().to_owned(),
-                format!(
-                    "{}/{}",
-                    labels["ferrolb.io/service-namespace"]
-                        .as_str()
-                        .unwrap_or_default(),
-                    labels["ferrolb.io/service-name"]
-                        .as_str()
-                        .unwrap_or_default()
-                ),
-                o["status"]["interfaces"].to_string(),
+/// Speakers running in this process, one per node of [`NODES`], in that order.
+struct Speakers {
+    running: Vec<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+    >,
+    announced: Vec<Shared>,
+}
+
+impl Speakers {
+    async fn start(server: &ApiServer) -> Self {
+        let ports: Vec<u16> = NODES.iter().map(|_| free_port(true)).collect();
+        let addrs: Vec<SocketAddr> = ports
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect();
+        let mut speakers = Self {
+            running: Vec::new(),
+            announced: Vec::new(),
+        };
+        for (i, name) in NODES.iter().enumerate() {
+            let client = client_for(&server.url()).await;
+            let sealer = Sealer::new(KeyRing::from_lines("e2e-key").unwrap(), 10_000);
+            let gossip = ferrolb_speaker::gossip::udp::spawn(
+                addrs[i],
+                name,
+                Timing::for_cluster(3),
+                sealer,
+                addrs.clone(),
             )
+            .await
+            .unwrap();
+            let config = RuntimeConfig {
+                node: (*name).to_owned(),
+                namespace: NAMESPACE.into(),
+                lb_class: None,
+                ignore_exclude_lb: false,
+                speaker_selector: "app=ferrolb-speaker".into(),
+                gossip_port: ports[i],
+                static_peers: addrs.clone(),
+                grace: Duration::from_millis(300),
+                pod_name: None,
+                check_ipvs: false,
+            };
+            let mut responder = Shared::default();
+            speakers.announced.push(responder.clone());
+            let mut registry = prometheus_client::registry::Registry::default();
+            let metrics = Arc::new(ferrolb_speaker::metrics::Metrics::new(&mut registry));
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let stopped = async {
+                    let _ = stop_rx.await;
+                };
+                let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let feedback = ferrolb_speaker::runtime::L2Feedback::none().0;
+                run(
+                    client,
+                    config,
+                    gossip,
+                    metrics,
+                    ready,
+                    &mut responder,
+                    feedback,
+                    stopped,
+                )
+                .await
+                .unwrap();
+            });
+            speakers.running.push(Some((stop_tx, task)));
+        }
+        speakers
+    }
+
+    /// Indices of the nodes announcing [`IP`].
+    fn holders(&self) -> Vec<usize> {
+        let ip: IpAddr = IP.parse().unwrap();
+        (0..self.announced.len())
+            .filter(|i| self.announced[*i].0.lock().unwrap().contains(&ip))
+            .collect()
+    }
+
+    /// Waits until exactly `node` announces [`IP`].
+    async fn wait_sole_holder(&self, what: &str, node: usize) {
+        eventually_async(what, Duration::from_secs(20), || {
+            let holders = self.holders();
+            if holders == [node] {
+                Ok(())
+            } else {
+                Err(format!("announced by {holders:?}"))
+            }
         })
-        .collect()
+        .await;
+    }
+
+    /// Stops speaker `i` as SIGTERM would, and waits until it has left.
+    async fn stop(&mut self, i: usize) {
+        let (stop, task) = self.running[i].take().expect("a speaker stopped once");
+        let _ = stop.send(());
+        task.await.expect("the speaker's run ends without a panic");
+    }
+
+    async fn stop_all(mut self) {
+        for i in 0..self.running.len() {
+            if self.running[i].is_some() {
+                self.stop(i).await;
+            }
+        }
+    }
 }
 
-/// Notes of the Events with `reason` about Services in `default`.
-fn events(server: &test_apiserver::ApiServer, reason: &str) -> Vec<String> {
-    let rt = server
-        .store()
-        .resource("events.k8s.io", "v1", "events")
-        .unwrap();
-    let page = server
-        .store()
-        .list(&rt, Some("default"), &Default::default())
-        .unwrap();
-    page.items
-        .iter()
-        .filter(|e| e["reason"] == reason)
-        .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
-    let server = server().await;
-    for n in ["node-a", "node-b", "node-c"] {
+/// Three nodes, pool `lan`, an `L2Advertisement` for all, and Service `web` holding [`IP`].
+fn cluster_with_one_service(server: &ApiServer) {
+    for n in NODES {
         create(
-            &server,
+            server,
             "",
             "v1",
             "nodes",
@@ -103,188 +160,142 @@ async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
             json!({"metadata": {"name": n}}),
         );
     }
+    create_pool(server, "lan", &["192.0.2.0/28"]);
+    let advertisement = json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement",
+                               "metadata": {"name": "all"}, "spec": {}});
+    let group = "ferrolb.io";
     create(
-        &server,
-        "ferrolb.io",
-        "v1beta1",
-        "ipaddresspools",
-        "ferrolb-system",
-        pool("lan", &["192.0.2.0/28"]),
-    );
-    create(
-        &server,
-        "ferrolb.io",
+        server,
+        group,
         "v1beta1",
         "l2advertisements",
-        "ferrolb-system",
-        json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "all"}, "spec": {}}),
+        NAMESPACE,
+        advertisement,
     );
-    let svc = create(
-        &server,
-        "",
-        "v1",
-        "services",
-        "default",
-        lb_service(
-            "web",
-            json!({"metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}}}),
-        ),
+    create_service(
+        server,
+        "web",
+        json!({"metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}}}),
     );
     let services = server.store().resource("", "v1", "services").unwrap();
-    let _ = svc;
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": IP, "ipMode": "VIP"}]}}});
+    let request = test_apiserver::store::PatchRequest {
+        kind: test_apiserver::patch::PatchKind::Merge,
+        body: &status,
+        force: false,
+    };
+    let subresource = test_apiserver::store::Subresource::Status;
     server
         .store()
-        .patch(&services, "default", "web",
-            test_apiserver::store::PatchRequest {
-                kind: test_apiserver::patch::PatchKind::Merge,
-                body: &json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.5", "ipMode": "VIP"}]}}}),
-                force: false,
-            },
-            test_apiserver::store::Subresource::Status, "test")
+        .patch(&services, "default", "web", request, subresource, "test")
         .unwrap();
+}
 
-    let names = ["node-a", "node-b", "node-c"];
-    let ports: Vec<u16> = names.iter().map(|_| free_udp_port()).collect();
-    let addrs: Vec<SocketAddr> = ports
-        .iter()
-        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-        .collect();
-    let mut speakers = Vec::new();
-    let mut announced = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let client = client_for(&server.url()).await;
-        let sealer = Sealer::new(KeyRing::from_lines("e2e-key").unwrap(), 10_000);
-        let gossip = ferrolb_speaker::gossip::udp::spawn(
-            addrs[i],
-            name,
-            Timing::for_cluster(3),
-            sealer,
-            addrs.clone(),
+/// Every `ServiceL2Status` as (announcing node, service namespace/name, interfaces).
+fn l2_statuses(server: &ApiServer) -> Vec<(String, String, String)> {
+    list(
+        server,
+        ("ferrolb.io", "v1beta1", "servicel2statuses"),
+        NAMESPACE,
+    )
+    .iter()
+    .map(|o| {
+        let labels = &o["metadata"]["labels"];
+        // The status follows the object by a moment.
+        if !o["status"].is_null() {
+            assert_eq!(
+                labels["ferrolb.io/node"], o["status"]["node"],
+                "a ServiceL2Status's node label and status disagree"
+            );
+        }
+        let label = |k: &str| labels[k].as_str().unwrap_or_default().to_owned();
+        (
+            o["status"]["node"].as_str().unwrap_or_default().to_owned(),
+            format!(
+                "{}/{}",
+                label("ferrolb.io/service-namespace"),
+                label("ferrolb.io/service-name")
+            ),
+            o["status"]["interfaces"].to_string(),
         )
-        .await
-        .unwrap();
-        let config = RuntimeConfig {
-            node: (*name).to_owned(),
-            namespace: "ferrolb-system".into(),
-            lb_class: None,
-            ignore_exclude_lb: false,
-            speaker_selector: "app=ferrolb-speaker".into(),
-            gossip_port: ports[i],
-            static_peers: addrs.clone(),
-            grace: Duration::from_millis(300),
-            pod_name: None,
-            check_ipvs: false,
-        };
-        let shared = Shared::default();
-        announced.push(shared.0.clone());
-        let mut responder = shared;
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = Arc::new(ferrolb_speaker::metrics::Metrics::new(&mut registry));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            run(
-                client,
-                config,
-                gossip,
-                metrics,
-                Arc::new(std::sync::atomic::AtomicBool::new(false)),
-                &mut responder,
-                ferrolb_speaker::runtime::L2Feedback::none().0,
-                async {
-                    let _ = stop_rx.await;
-                },
-            )
-            .await
-            .unwrap();
-        });
-        speakers.push((stop_tx, task));
-    }
-    let ip: IpAddr = "192.0.2.5".parse().unwrap();
-    let holders = |announced: &[Arc<Mutex<BTreeSet<IpAddr>>>]| -> Vec<usize> {
-        (0..announced.len())
-            .filter(|i| announced[*i].lock().unwrap().contains(&ip))
-            .collect()
-    };
-    let expected = owner("192.0.2.5", names).unwrap();
-    let first = names.iter().position(|n| *n == expected).unwrap();
-    eventually(
-        Duration::from_secs(20),
-        "exactly the hash owner to announce",
-        || (holders(&announced) == [first]).then_some(()),
-    )
-    .await;
-    // The owner says so: one ServiceL2Status, and one NodeAssigned Event naming it.
-    let status = |node: &str| {
-        vec![(
-            node.to_owned(),
-            "default/web".to_owned(),
-            r#"[{"name":"eth0"}]"#.to_owned(),
-        )]
-    };
-    eventually(
-        Duration::from_secs(10),
-        "the owner's ServiceL2Status",
-        || (l2_statuses(&server) == status(expected)).then_some(()),
-    )
-    .await;
-    eventually(Duration::from_secs(10), "a NodeAssigned Event", || {
-        let notes = events(&server, "NodeAssigned");
-        (notes.len() == 1 && notes[0].contains(expected)).then_some(())
     })
-    .await;
+    .collect()
+}
 
-    // The owner is stopped (SIGTERM): it leaves gossip, and the next owner takes over.
-    let (stop, task) = speakers.remove(first);
-    let _ = stop.send(());
-    let survivors: Vec<&str> = names.iter().copied().filter(|n| *n != expected).collect();
-    let next = names
-        .iter()
-        .position(|n| *n == owner("192.0.2.5", survivors.iter().copied()).unwrap())
-        .unwrap();
-    eventually(
+/// Waits until the only `ServiceL2Status` says `node` announces `default/web` on eth0, and a
+/// `NodeAssigned` Event names `node`.
+async fn wait_reported_owner(server: &ApiServer, node: &str) {
+    let want = vec![(
+        node.to_owned(),
+        "default/web".to_owned(),
+        r#"[{"name":"eth0"}]"#.to_owned(),
+    )];
+    eventually_async(
+        &format!("only {node}'s ServiceL2Status"),
         Duration::from_secs(10),
-        "the next owner to take over",
-        || holders(&announced).contains(&next).then_some(()),
-    )
-    .await;
-    task.await.unwrap();
-    eventually(Duration::from_secs(5), "the old owner to withdraw", || {
-        (holders(&announced) == [next]).then_some(())
-    })
-    .await;
-    // The new owner's object replaces the old one, and the Event names it.
-    eventually(
-        Duration::from_secs(10),
-        "only the new owner's ServiceL2Status",
-        || (l2_statuses(&server) == status(names[next])).then_some(()),
-    )
-    .await;
-    eventually(
-        Duration::from_secs(10),
-        "a second NodeAssigned Event",
         || {
-            let notes = events(&server, "NodeAssigned");
-            notes.iter().any(|n| n.contains(names[next])).then_some(())
+            let now = l2_statuses(server);
+            if now == want {
+                Ok(())
+            } else {
+                Err(format!("{now:?}"))
+            }
         },
     )
     .await;
-    // Quiet once settled: no ServiceL2Status writes while nothing changes.
-    let writes = |server: &test_apiserver::ApiServer| {
-        server
-            .writes()
-            .iter()
-            .filter(|w| w.resource.starts_with("servicel2statuses"))
-            .count()
-    };
-    let settled = writes(&server);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    eventually_async(
+        &format!("a NodeAssigned Event naming {node}"),
+        Duration::from_secs(10),
+        || {
+            let notes = events(server, "NodeAssigned");
+            if notes.iter().any(|n| n.contains(node)) {
+                Ok(())
+            } else {
+                Err(format!("{notes:?}"))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
+    let server = server().await;
+    cluster_with_one_service(&server);
+    let mut speakers = Speakers::start(&server).await;
+    let position = |node: &str| NODES.iter().position(|n| *n == node).unwrap();
+
+    let first = owner(IP, NODES).unwrap();
+    speakers
+        .wait_sole_holder("exactly the hash owner to announce", position(first))
+        .await;
+    wait_reported_owner(&server, first).await;
     assert_eq!(
-        writes(&server),
-        settled,
-        "ServiceL2Status rewritten without a change"
+        events(&server, "NodeAssigned").len(),
+        1,
+        "one NodeAssigned Event for the first owner"
     );
-    for (stop, task) in speakers {
-        let _ = stop.send(());
-        task.await.unwrap();
-    }
+
+    // The owner is stopped (SIGTERM): it leaves gossip, and the next owner takes over.
+    speakers.stop(position(first)).await;
+    let next = owner(IP, NODES.into_iter().filter(|n| *n != first)).unwrap();
+    speakers
+        .wait_sole_holder("the next owner alone to announce", position(next))
+        .await;
+    wait_reported_owner(&server, next).await;
+
+    // Everything the handover writes has landed (waited for above): from here, nothing changes.
+    assert_stays_quiet(
+        "ServiceL2Status rewritten without a change",
+        Duration::from_secs(2),
+        || {
+            server
+                .writes()
+                .iter()
+                .filter(|w| w.resource.starts_with("servicel2statuses"))
+                .count()
+        },
+    )
+    .await;
+    speakers.stop_all().await;
 }

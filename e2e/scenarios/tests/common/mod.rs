@@ -1,14 +1,22 @@
-//! Shared set-up for tests that run ferrolb against the test API server.
+//! Shared set-up for tests that run ferrolb against the in-process test API server: the server
+//! with ferrolb's CRDs, objects created straight into its store, a controller in this process,
+//! and readings of what landed in the store.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ferrolb_lab::wait::eventually_async;
+use k8s_openapi::api::core::v1::Service;
 use kube::Client;
+use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
-use test_apiserver::{ApiServer, ServerConfig, StoreConfig, kubeconfig_for};
+use test_apiserver::{ApiServer, ServerConfig, StoreConfig, WriteRecord, kubeconfig_for};
+
+/// Where ferrolb's pools and status objects live.
+pub const NAMESPACE: &str = "ferrolb-system";
 
 /// A kube client for a server URL.
 pub async fn client_for(url: &str) -> Client {
@@ -17,6 +25,11 @@ pub async fn client_for(url: &str) -> Client {
         .await
         .unwrap();
     Client::try_from(config).unwrap()
+}
+
+/// The Services of `default`, through the server's HTTP API (as a user would write them).
+pub async fn services_api(server: &ApiServer) -> Api<Service> {
+    Api::namespaced(client_for(&server.url()).await, "default")
 }
 
 /// A server with ferrolb's CRDs, the `ferrolb-system` namespace, and IPv6 cluster IPs (so
@@ -32,16 +45,14 @@ pub async fn server() -> ApiServer {
     .await
     .unwrap();
     ferrolb_lab::register_ferrolb_crds(&server).unwrap();
-    let ns = server.store().resource("", "v1", "namespaces").unwrap();
-    server
-        .store()
-        .create(
-            &ns,
-            "",
-            json!({"metadata": {"name": "ferrolb-system"}}),
-            "test",
-        )
-        .unwrap();
+    create(
+        &server,
+        "",
+        "v1",
+        "namespaces",
+        "",
+        json!({"metadata": {"name": NAMESPACE}}),
+    );
     server
 }
 
@@ -58,7 +69,32 @@ pub fn create(
     server.store().create(&rt, ns, object, "test").unwrap()
 }
 
-/// An IPv6 single-stack LoadBalancer Service without node ports.
+/// Creates the `IPAddressPool` `name` over `addresses`.
+pub fn create_pool(server: &ApiServer, name: &str, addresses: &[&str]) {
+    create(
+        server,
+        "ferrolb.io",
+        "v1beta1",
+        "ipaddresspools",
+        NAMESPACE,
+        json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
+               "metadata": {"name": name}, "spec": {"addresses": addresses}}),
+    );
+}
+
+/// Creates [`lb_service`] `name` in `default`.
+pub fn create_service(server: &ApiServer, name: &str, extra: Value) -> Value {
+    create(
+        server,
+        "",
+        "v1",
+        "services",
+        "default",
+        lb_service(name, extra),
+    )
+}
+
+/// An IPv6 single-stack LoadBalancer Service without node ports, with `extra` merged in.
 pub fn lb_service(name: &str, extra: Value) -> Value {
     let mut v = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -70,14 +106,10 @@ pub fn lb_service(name: &str, extra: Value) -> Value {
     v
 }
 
-pub fn pool(name: &str, addresses: &[&str]) -> Value {
-    json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
-           "metadata": {"name": name}, "spec": {"addresses": addresses}})
-}
-
 /// A controller running in this process against `url`; dropped = stopped.
 pub struct Controller {
     task: tokio::task::JoinHandle<()>,
+    ready: Arc<AtomicBool>,
 }
 
 impl Controller {
@@ -86,20 +118,33 @@ impl Controller {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Arc::new(ferrolb_controller::metrics::Metrics::new(&mut registry));
         let config = ferrolb_controller::runtime::RuntimeConfig {
-            namespace: "ferrolb-system".into(),
+            namespace: NAMESPACE.into(),
             lb_class: None,
             instance: Some("test".into()),
         };
+        let ready = Arc::new(AtomicBool::new(false));
+        let flag = ready.clone();
         let task = tokio::spawn(async move {
-            let _ = ferrolb_controller::runtime::run(
-                client,
-                config,
-                metrics,
-                Arc::new(AtomicBool::new(false)),
-            )
-            .await;
+            let _ = ferrolb_controller::runtime::run(client, config, metrics, flag).await;
         });
-        Self { task }
+        Self { task, ready }
+    }
+
+    /// Waits until the controller has loaded its caches and made its initial pass: from here on
+    /// it acts on watch events one by one.
+    pub async fn synced(&self) {
+        eventually_async(
+            "the controller's initial sync",
+            Duration::from_secs(20),
+            || {
+                if self.ready.load(Ordering::Relaxed) {
+                    Ok(())
+                } else {
+                    Err("not ready".into())
+                }
+            },
+        )
+        .await;
     }
 
     pub fn stop(self) {
@@ -113,29 +158,34 @@ impl Drop for Controller {
     }
 }
 
-/// Polls `check` until it returns Some, or panics after `timeout` with `what`.
-pub async fn eventually<T>(
-    timeout: Duration,
-    what: &str,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// The stored object `name` in `ns` of `group/version` `plural`, if there is one.
+pub fn get(
+    server: &ApiServer,
+    (group, version, plural): (&str, &str, &str),
+    ns: &str,
+    name: &str,
+) -> Option<Value> {
+    let rt = server.store().resource(group, version, plural).unwrap();
+    server.store().get(&rt, ns, name).ok()
 }
 
-/// The ingress IPs of a Service in the store.
+/// The stored objects in `ns` of `group/version` `plural`.
+pub fn list(
+    server: &ApiServer,
+    (group, version, plural): (&str, &str, &str),
+    ns: &str,
+) -> Vec<Value> {
+    let rt = server.store().resource(group, version, plural).unwrap();
+    server
+        .store()
+        .list(&rt, Some(ns), &Default::default())
+        .unwrap()
+        .items
+}
+
+/// The ingress IPs of a Service in `ns` (none when it does not exist).
 pub fn ingress(server: &ApiServer, ns: &str, name: &str) -> Vec<String> {
-    let rt = server.store().resource("", "v1", "services").unwrap();
-    let Ok(svc) = server.store().get(&rt, ns, name) else {
+    let Some(svc) = get(server, ("", "v1", "services"), ns, name) else {
         return Vec::new();
     };
     svc["status"]["loadBalancer"]["ingress"]
@@ -146,30 +196,75 @@ pub fn ingress(server: &ApiServer, ns: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Status writes the controller made to Services.
-pub fn service_status_writes(server: &ApiServer) -> Vec<test_apiserver::WriteRecord> {
+/// Waits until Service `default/name` holds exactly one IP that satisfies `wanted`, and returns it.
+pub async fn wait_ip(
+    server: &ApiServer,
+    name: &str,
+    what: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
+    eventually_async(what, Duration::from_secs(20), || {
+        match ingress(server, "default", name).as_slice() {
+            [ip] if wanted(ip) => Ok(ip.clone()),
+            other => Err(format!("{name} holds {other:?}")),
+        }
+    })
+    .await
+}
+
+/// Whether an IP lies in `cidr`.
+pub fn within(cidr: &str) -> impl Fn(&str) -> bool {
+    let net: ipnet::IpNet = cidr.parse().unwrap();
+    move |ip| {
+        ip.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| net.contains(&ip))
+    }
+}
+
+/// Notes of the Events with `reason` about objects in `default`.
+pub fn events(server: &ApiServer, reason: &str) -> Vec<String> {
+    list(server, ("events.k8s.io", "v1", "events"), "default")
+        .iter()
+        .filter(|e| e["reason"] == reason)
+        .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A loopback port nothing is bound to now, for UDP or TCP.
+pub fn free_port(udp: bool) -> u16 {
+    let addr = if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+    };
+    addr.unwrap().port()
+}
+
+/// Every write the controller made.
+pub fn controller_writes(server: &ApiServer) -> Vec<WriteRecord> {
     server
         .writes()
         .into_iter()
-        .filter(|w| {
-            w.manager == "ferrolb-controller"
-                && w.resource == "services"
-                && w.subresource == "status"
-        })
+        .filter(|w| w.manager == "ferrolb-controller")
+        .collect()
+}
+
+/// Status writes the controller made to Services.
+pub fn service_status_writes(server: &ApiServer) -> Vec<WriteRecord> {
+    controller_writes(server)
+        .into_iter()
+        .filter(|w| w.resource == "services" && w.subresource == "status")
         .collect()
 }
 
 /// Creates LoadBalancer Services `{prefix}-0` … `{prefix}-{n-1}` in `default`.
 pub fn create_services(server: &ApiServer, prefix: &str, n: usize) {
     for i in 0..n {
-        create(
-            server,
-            "",
-            "v1",
-            "services",
-            "default",
-            lb_service(&format!("{prefix}-{i}"), json!({})),
-        );
+        create_service(server, &format!("{prefix}-{i}"), json!({}));
     }
 }
 
@@ -180,11 +275,32 @@ pub async fn wait_assigned(
     n: usize,
     what: &str,
 ) -> Vec<Vec<String>> {
-    eventually(Duration::from_secs(60), what, || {
+    eventually_async(what, Duration::from_secs(60), || {
         let all: Vec<Vec<String>> = (0..n)
             .map(|i| ingress(server, "default", &format!("{prefix}-{i}")))
             .collect();
-        all.iter().all(|ips| ips.len() == 1).then_some(all)
+        let waiting = all.iter().filter(|ips| ips.len() != 1).count();
+        if waiting == 0 {
+            Ok(all)
+        } else {
+            Err(format!("{waiting} of {n} Services without exactly one IP"))
+        }
     })
     .await
+}
+
+/// Asserts that `count` stays put for `window`, polling so a change fails at once. A quiet
+/// window can only ever be sampled: callers first wait for everything they expect to land, so
+/// what this catches is extra work, not work still in flight.
+pub async fn assert_stays_quiet(what: &str, window: Duration, count: impl Fn() -> usize) {
+    let settled = count();
+    let end = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < end {
+        let now = count();
+        assert_eq!(
+            now, settled,
+            "{what}: {settled} before a quiet window, then {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
