@@ -353,16 +353,28 @@ impl Lab {
 
     fn start_apiserver(&self) -> anyhow::Result<()> {
         let kubeconfig = self.kubeconfig().display().to_string();
+        // ferrolb's CRDs as generated from its types (what config/crd/ holds), as JSON
+        // documents, which are YAML too.
+        let crds = self.dir.join("crds.yaml");
+        let mut text = String::new();
+        for crd in ferrolb_api::crd::all() {
+            text.push_str("---\n");
+            text.push_str(&serde_json::to_string(&crd)?);
+            text.push('\n');
+        }
+        std::fs::write(&crds, text)?;
+        let crds = crds.display().to_string();
         self.spawn(
             "apiserver",
             &self.topo.bridge_ns,
-            &binary("ferrolb-apiserver")?,
+            &binary("test-apiserver")?,
             &[
                 "--listen",
                 API_ADDR,
                 "--kubeconfig",
                 &kubeconfig,
-                "--ferrolb-crds",
+                "--crds",
+                &crds,
             ],
             &[],
         )?;

@@ -150,7 +150,7 @@ fn build_lab_binaries() -> anyhow::Result<()> {
     for bin in [
         "ferrolb-speaker",
         "ferrolb-controller",
-        "ferrolb-apiserver",
+        "test-apiserver",
         "ferrolb-lab",
     ] {
         cmd.args(["--bin", bin]);

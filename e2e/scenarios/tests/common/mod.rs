@@ -188,12 +188,7 @@ pub fn ingress(server: &ApiServer, ns: &str, name: &str) -> Vec<String> {
     let Some(svc) = get(server, ("", "v1", "services"), ns, name) else {
         return Vec::new();
     };
-    svc["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["ip"].as_str().map(str::to_owned))
-        .collect()
+    ferrolb_lab::observe::ingress_of(&svc)
 }
 
 /// Waits until Service `default/name` holds exactly one IP that satisfies `wanted`, and returns it.
