@@ -746,10 +746,10 @@ pub async fn run(
             }
             Wake::LinksChanged => runtime.relink(),
             Wake::Recheck => {
-                runtime.relink();
                 if runtime.config.check_ipvs {
                     runtime.check_ipvs();
                 }
+                runtime.relink();
             }
             Wake::WatchesEnded => anyhow::bail!("watches ended"),
             Wake::Shutdown => break,
