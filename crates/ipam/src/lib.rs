@@ -63,4 +63,4 @@ pub use layout::{PoolRejection, PoolStats};
 pub use pool::{Ineligible, Pool, PoolError, PoolSpec, ServiceAllocation};
 pub use range::{AddrRange, EntryError, Family};
 pub use request::{FamilyPolicy, Port, Protocol, RequestedIps, ServiceRequest};
-pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
+pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator, UnknownOperator};

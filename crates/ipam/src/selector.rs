@@ -16,6 +16,26 @@ pub enum SelectorOperator {
     DoesNotExist,
 }
 
+/// An operator name Kubernetes does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown selector operator \"{0}\"")]
+pub struct UnknownOperator(pub String);
+
+impl std::str::FromStr for SelectorOperator {
+    type Err = UnknownOperator;
+
+    /// The operator as Kubernetes spells it (`In`, `NotIn`, `Exists`, `DoesNotExist`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "In" => Ok(Self::In),
+            "NotIn" => Ok(Self::NotIn),
+            "Exists" => Ok(Self::Exists),
+            "DoesNotExist" => Ok(Self::DoesNotExist),
+            other => Err(UnknownOperator(other.to_owned())),
+        }
+    }
+}
+
 /// One `matchExpressions` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LabelSelectorRequirement {
@@ -103,6 +123,18 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn operators_parse_as_kubernetes_spells_them() {
+        assert_eq!("In".parse(), Ok(In));
+        assert_eq!("NotIn".parse(), Ok(NotIn));
+        assert_eq!("Exists".parse(), Ok(Exists));
+        assert_eq!("DoesNotExist".parse(), Ok(DoesNotExist));
+        assert_eq!(
+            "in".parse::<SelectorOperator>(),
+            Err(UnknownOperator("in".into()))
+        );
     }
 
     #[test]

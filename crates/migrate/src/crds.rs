@@ -2,19 +2,12 @@
 //! for field (ferrolb's spec fields are MetalLB's), the BGP and status kinds are reported with the
 //! reason they have no ferrolb counterpart.
 
-use ferrolb_api::{
-    IPAddressPool, IPAddressPoolSpec, L2Advertisement, L2AdvertisementSpec, ServiceAllocation,
-};
-use ferrolb_ipam::{Pool, PoolSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde_json::{Map, Value};
+use ferrolb_api::{IPAddressPoolSpec, L2Advertisement, L2AdvertisementSpec, ServiceAllocation};
+use serde_json::Value;
 
-use crate::fields::{Fields, metadata, selectors};
+use crate::fields::{Fields, selectors};
+use crate::resource::{NO_BGP, pool, report_unknown, split};
 use crate::{Conversion, FerrolbObject, Options, Source, legacy};
-
-/// Why nothing of BGP converts.
-pub(crate) const NO_BGP: &str =
-    "ferrolb announces addresses with ARP and NDP (Layer 2) only and has no BGP speaker";
 
 /// Longest Linux interface name (`IFNAMSIZ` less the terminating NUL).
 const MAX_INTERFACE_NAME: usize = 15;
@@ -73,7 +66,7 @@ pub(crate) fn convert(document: &Value, source: &Source, options: &Options, out:
 
 /// Records a converted object and each field it was converted without, or the whole object as
 /// not converted.
-pub(crate) fn finish(
+fn finish(
     result: Result<(FerrolbObject, Vec<String>), String>,
     source: &Source,
     out: &mut Conversion,
@@ -85,46 +78,6 @@ pub(crate) fn finish(
         }
         Err(reason) => out.skip(source.describe(), format!("invalid: {reason}")),
     }
-}
-
-/// One entry per field of a converted custom resource that was left out.
-pub(crate) fn report_unknown(source: &Source, mut unknown: Vec<String>, out: &mut Conversion) {
-    unknown.sort();
-    for path in unknown {
-        let reason = if path.starts_with("metadata.") {
-            "metadata not carried over: ferrolb-migrate keeps only the name, labels and \
-             annotations"
-                .to_owned()
-        } else {
-            format!(
-                "unknown field: not a field of {} {}, so its meaning is unknown; the {} was \
-                 converted without it",
-                source.api_version, source.kind, source.kind
-            )
-        };
-        out.skip(source.describe_part(&path), reason);
-    }
-}
-
-/// The metadata, the spec (empty when absent) and the unknown top-level and metadata fields of a
-/// custom resource.
-pub(crate) fn split(
-    document: &Value,
-    options: &Options,
-) -> Result<(ObjectMeta, Fields, Vec<String>), String> {
-    let mut top = Fields::new(document.clone(), "")?;
-    top.discard("apiVersion");
-    top.discard("kind");
-    // Status is written by MetalLB; ferrolb's controller writes its own.
-    top.discard("status");
-    let mut unknown = vec![];
-    let meta = metadata(top.take("metadata"), &options.namespace, &mut unknown)?;
-    let spec = Fields::new(
-        top.take("spec").unwrap_or(Value::Object(Map::new())),
-        "spec",
-    )?;
-    unknown.extend(top.leftovers());
-    Ok((meta, spec, unknown))
 }
 
 fn ip_address_pool(
@@ -150,18 +103,6 @@ fn ip_address_pool(
         },
     )?;
     Ok((FerrolbObject::IPAddressPool(pool), unknown))
-}
-
-/// An `IPAddressPool` whose addresses ferrolb's allocator accepts: a pool it would refuse is
-/// reported rather than written.
-pub(crate) fn pool(meta: ObjectMeta, spec: IPAddressPoolSpec) -> Result<IPAddressPool, String> {
-    let name = meta.name.clone().unwrap_or_default();
-    let addresses: Vec<&str> = spec.addresses.iter().map(String::as_str).collect();
-    Pool::parse(PoolSpec::new(&name, &addresses))
-        .map_err(|e| format!("{e}; ferrolb would not use this pool"))?;
-    let mut pool = IPAddressPool::new(&name, spec);
-    pool.metadata = meta;
-    Ok(pool)
 }
 
 fn service_allocation(

@@ -10,8 +10,8 @@ use ferrolb_api::{IPAddressPoolSpec, L2Advertisement, L2AdvertisementSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use crate::crds::{NO_BGP, pool, report_unknown, split};
 use crate::fields::{Fields, list, type_name};
+use crate::resource::{NO_BGP, pool, report_unknown, split};
 use crate::{Conversion, FerrolbObject, Options, Source};
 
 /// How a protocol pool spells its fields: kebab-case in the ConfigMap, camelCase in the CRD.

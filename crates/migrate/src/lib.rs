@@ -19,6 +19,7 @@
 mod crds;
 mod fields;
 mod legacy;
+mod resource;
 pub mod yaml;
 
 use std::collections::BTreeMap;

@@ -1,11 +1,11 @@
-//! Turns the election's verdicts into what this node must change: IPs it gained (start answering,
+//! Turns the election's results into what this node must change: IPs it gained (start answering,
 //! send gratuitous ARP / unsolicited NA) and IPs it lost (stop answering). Pure: the L2 responder
 //! receives the changes through [`Announce`], so each side is tested alone.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::election::{Cluster, Interfaces, ServiceFacts, Verdict, decide};
+use crate::election::{Cluster, Interfaces, Ownership, ServiceFacts, decide_all};
 
 /// One change of this node's announcements.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,29 +64,21 @@ impl Announcer {
         }
     }
 
-    /// Every Service's verdict, keyed by Service.
-    pub fn verdicts(cluster: &Cluster, services: &[ServiceFacts]) -> BTreeMap<String, Verdict> {
-        services
-            .iter()
-            .map(|s| (s.key.clone(), decide(cluster, s)))
-            .collect()
-    }
-
     /// Recomputes from a new view and returns the changes: every `Lost` before any `Gained`, so
     /// an IP moving between Services is never answered twice.
     pub fn update(&mut self, cluster: &Cluster, services: &[ServiceFacts]) -> Vec<Change> {
-        self.update_from(&Self::verdicts(cluster, services), services)
+        self.update_from(&decide_all(cluster, services), services)
     }
 
-    /// [`Self::update`] from verdicts already computed (see [`Self::verdicts`]).
+    /// [`Self::update`] from ownership already decided (see [`decide_all`]).
     pub fn update_from(
         &mut self,
-        verdicts: &BTreeMap<String, Verdict>,
+        ownership: &BTreeMap<String, Ownership>,
         services: &[ServiceFacts],
     ) -> Vec<Change> {
         let mut desired: BTreeMap<IpAddr, (String, Interfaces)> = BTreeMap::new();
         for svc in services {
-            if let Some(Verdict::Owner { node, interfaces }) = verdicts.get(&svc.key)
+            if let Some(Ownership::Owner { node, interfaces }) = ownership.get(&svc.key)
                 && *node == self.node
             {
                 for ip in &svc.ips {

@@ -10,11 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use ferrolb_api::annotations::EXCLUDE_FROM_EXTERNAL_LB_LABEL;
 use ferrolb_ipam::LabelSelector;
 use sha2::{Digest, Sha256};
-
-/// Node label that keeps a node from announcing (Kubernetes well-known label).
-pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
 /// A Kubernetes Node as the election needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,9 +117,10 @@ impl Silence {
     }
 }
 
-/// The election's result for one Service.
+/// Who owns a Service's IPs, the election's result: one node and where it answers, or nobody
+/// and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Ownership {
     /// This node announces it on these interfaces.
     Owner {
         /// The owner node.
@@ -168,10 +167,18 @@ fn applies(ad: &Advertisement, svc: &ServiceFacts, cluster: &Cluster) -> bool {
     pool_ok && selects(&ad.service_selectors, &svc.labels)
 }
 
+/// Every Service's ownership, keyed by Service.
+pub fn decide_all(cluster: &Cluster, services: &[ServiceFacts]) -> BTreeMap<String, Ownership> {
+    services
+        .iter()
+        .map(|s| (s.key.clone(), decide(cluster, s)))
+        .collect()
+}
+
 /// Decides who announces `svc`.
-pub fn decide(cluster: &Cluster, svc: &ServiceFacts) -> Verdict {
+pub fn decide(cluster: &Cluster, svc: &ServiceFacts) -> Ownership {
     let Some(first_ip) = svc.ips.first() else {
-        return Verdict::Silent(Silence::NoLiveCandidate);
+        return Ownership::Silent(Silence::NoLiveCandidate);
     };
     let ads: Vec<&Advertisement> = cluster
         .advertisements
@@ -179,7 +186,7 @@ pub fn decide(cluster: &Cluster, svc: &ServiceFacts) -> Verdict {
         .filter(|ad| applies(ad, svc, cluster))
         .collect();
     if ads.is_empty() {
-        return Verdict::Silent(Silence::NoAdvertisement);
+        return Ownership::Silent(Silence::NoAdvertisement);
     }
     let selected = |node: &Node| {
         ads.iter()
@@ -189,32 +196,34 @@ pub fn decide(cluster: &Cluster, svc: &ServiceFacts) -> Verdict {
         .nodes
         .values()
         .filter(|n| selected(n))
-        .filter(|n| cluster.ignore_exclude_lb || !n.labels.contains_key(EXCLUDE_LABEL))
+        .filter(|n| {
+            cluster.ignore_exclude_lb || !n.labels.contains_key(EXCLUDE_FROM_EXTERNAL_LB_LABEL)
+        })
         .filter(|n| !n.network_unavailable)
         .collect();
     let mut candidates: Vec<&Node> = eligible;
     if svc.local {
         if svc.serving_nodes.is_empty() {
-            return Verdict::Silent(Silence::NoServingEndpoint);
+            return Ownership::Silent(Silence::NoServingEndpoint);
         }
         if svc
             .serving_nodes
             .iter()
             .all(|n| !cluster.speakers.contains(n))
         {
-            return Verdict::Silent(Silence::EndpointsWithoutSpeaker);
+            return Ownership::Silent(Silence::EndpointsWithoutSpeaker);
         }
         candidates.retain(|n| svc.serving_nodes.contains(&n.name));
     }
     if candidates.is_empty() {
-        return Verdict::Silent(Silence::AllCandidatesExcluded);
+        return Ownership::Silent(Silence::AllCandidatesExcluded);
     }
     let alive = candidates
         .iter()
         .filter(|n| cluster.alive.contains(&n.name))
         .map(|n| n.name.as_str());
     let Some(winner) = owner(&first_ip.to_string(), alive) else {
-        return Verdict::Silent(Silence::NoLiveCandidate);
+        return Ownership::Silent(Silence::NoLiveCandidate);
     };
     let node = &cluster.nodes[winner];
     let mut named = BTreeSet::new();
@@ -228,7 +237,7 @@ pub fn decide(cluster: &Cluster, svc: &ServiceFacts) -> Verdict {
         }
         named.extend(ad.interfaces.iter().cloned());
     }
-    Verdict::Owner {
+    Ownership::Owner {
         node: winner.to_owned(),
         interfaces: if all {
             Interfaces::All

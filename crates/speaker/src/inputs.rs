@@ -13,38 +13,33 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeSelecto
 use crate::election::{Advertisement, Node, ServiceFacts};
 
 /// Label EndpointSlices carry to name their Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+const SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
 
 /// A Kubernetes label selector for the election; an unknown operator matches nothing, so a typo
 /// never widens who announces.
 pub fn selector(s: &KubeSelector) -> LabelSelector {
-    let mut out = LabelSelector {
+    let match_expressions = s
+        .match_expressions
+        .iter()
+        .flatten()
+        .map(|e| match e.operator.parse() {
+            Ok(operator) => LabelSelectorRequirement {
+                key: e.key.clone(),
+                operator,
+                values: e.values.clone().unwrap_or_default(),
+            },
+            // Requires a value of a key to be in the empty set: never true.
+            Err(_) => LabelSelectorRequirement {
+                key: e.key.clone(),
+                operator: SelectorOperator::In,
+                values: Vec::new(),
+            },
+        })
+        .collect();
+    LabelSelector {
         match_labels: s.match_labels.clone().unwrap_or_default(),
-        match_expressions: Vec::new(),
-    };
-    for e in s.match_expressions.iter().flatten() {
-        let operator = match e.operator.as_str() {
-            "In" => SelectorOperator::In,
-            "NotIn" => SelectorOperator::NotIn,
-            "Exists" => SelectorOperator::Exists,
-            "DoesNotExist" => SelectorOperator::DoesNotExist,
-            _ => {
-                // Requires a value of a key to be in the empty set: never true.
-                out.match_expressions.push(LabelSelectorRequirement {
-                    key: e.key.clone(),
-                    operator: SelectorOperator::In,
-                    values: Vec::new(),
-                });
-                continue;
-            }
-        };
-        out.match_expressions.push(LabelSelectorRequirement {
-            key: e.key.clone(),
-            operator,
-            values: e.values.clone().unwrap_or_default(),
-        });
+        match_expressions,
     }
-    out
 }
 
 /// An L2Advertisement for the election.
@@ -117,7 +112,7 @@ pub fn serving_nodes<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) ->
 
 /// `namespace/name` of the Service an EndpointSlice belongs to.
 pub fn slice_service(slice: &EndpointSlice) -> Option<String> {
-    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    let name = slice.metadata.labels.as_ref()?.get(SLICE_SERVICE_LABEL)?;
     Some(format!(
         "{}/{}",
         slice.metadata.namespace.as_deref().unwrap_or_default(),

@@ -20,12 +20,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::gossip::seal::{KeyRing, Sealer};
+use crate::gossip::seal::{KeyRing, REPLAY_WINDOW_MS, Sealer};
 use crate::gossip::timing::Timing;
-
-/// Replay window of gossip datagrams: covers clock skew between nodes (NTP keeps it far
-/// smaller) while keeping the nonce memory small.
-pub const REPLAY_WINDOW_MS: u64 = 10_000;
 
 /// Command-line flags; every flag has an environment fallback for the DaemonSet.
 #[derive(Debug, Clone, Parser)]
@@ -93,7 +89,7 @@ pub struct Args {
         long,
         env = "FERROLB_EXCLUDE_INTERFACES",
         value_delimiter = ',',
-        default_value = "lo,docker*,veth*,cali*,flannel*,cni*,cilium*,kube-ipvs*,lxc*,tunl*,vxlan*,nodelocaldns*"
+        default_values = l2::interfaces::DEFAULT_EXCLUDES
     )]
     pub exclude_interfaces: Vec<String>,
     /// If given, only interfaces matching these patterns are used when an L2Advertisement names

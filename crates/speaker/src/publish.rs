@@ -32,7 +32,7 @@ pub enum Output {
         /// Note.
         note: String,
         /// Warning or Normal.
-        warning: bool,
+        severity: Severity,
     },
 }
 
@@ -131,13 +131,8 @@ pub async fn run(publisher: Publisher, mut outputs: UnboundedReceiver<Output>) {
                 regarding,
                 reason,
                 note,
-                warning,
+                severity,
             } => {
-                let severity = if warning {
-                    Severity::Warning
-                } else {
-                    Severity::Normal
-                };
                 if let Err(e) = events
                     .publish(&regarding, severity, reason, "Announce", &note)
                     .await

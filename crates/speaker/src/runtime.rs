@@ -5,13 +5,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferrolb_api::annotations::{NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL};
 use ferrolb_api::{IPAddressPool, L2Advertisement, ServiceL2Status};
+use ferrolb_observe::events::Severity;
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -21,16 +25,19 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 
 use crate::announcer::{Announce, Announcer, Change};
-use crate::election::Cluster;
+use crate::election::{Cluster, Ownership, ServiceFacts, decide_all};
 use crate::gossip::node::GossipStats;
 use crate::gossip::udp::GossipHandle;
 use crate::inputs;
 use crate::l2::claim::L2Report;
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
-use crate::visibility::{Notices, StatusBook, StatusObject, StatusWrite, reporter};
+use crate::visibility::{
+    Notice, Notices, StatusBook, StatusObject, StatusWrite, reporter, status_name,
+};
 
 /// How long a speaker with peers waits to join them before deciding alone (peers that never
 /// answer are down, or the key differs).
@@ -83,12 +90,61 @@ impl L2Feedback {
     }
 }
 
+/// A kind the runtime watches. Custom kinds are read through a [`DeserializeGuard`], so an
+/// object that does not parse is reported and skipped instead of stopping the watch.
+trait Watched {
+    /// Why this object could not be parsed; `None` when it was.
+    fn parse_problem(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Watched for Service {}
+impl Watched for EndpointSlice {}
+impl Watched for KubeNode {}
+impl Watched for Pod {}
+impl Watched for ServiceL2Status {}
+
+impl<K> Watched for DeserializeGuard<K> {
+    fn parse_problem(&self) -> Option<&str> {
+        self.0.as_ref().err().map(|e| e.error.as_str())
+    }
+}
+
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, ()>)
+where
+    K: Watched
+        + Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .map(|event| match event {
+            Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                if let Some(problem) = o.parse_problem() {
+                    tracing::warn!(object = %o.name_any(), %problem, "object cannot be parsed; skipped");
+                }
+            }
+            Ok(_) => {}
+        })
+        .boxed();
+    (reader, stream)
+}
+
+/// The caches the watches fill (clones share them).
+#[derive(Clone)]
 struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     nodes: Store<KubeNode>,
-    /// Custom objects behind a guard: one that does not parse is reported and skipped, and
-    /// never stops the watch.
     ads: Store<DeserializeGuard<L2Advertisement>>,
     pools: Store<DeserializeGuard<IPAddressPool>>,
     pods: Store<Pod>,
@@ -96,6 +152,47 @@ struct Stores {
 }
 
 impl Stores {
+    /// Starts a watch per kind; the stream ticks on every change of any of them.
+    fn watch(client: &Client, config: &RuntimeConfig) -> (Self, BoxStream<'static, ()>) {
+        let all = watcher::Config::default();
+        let ns = config.namespace.as_str();
+        let (services, s1) = reflect(Api::all(client.clone()), all.clone());
+        let (slices, s2) = reflect(Api::all(client.clone()), all.clone());
+        let (nodes, s3) = reflect(Api::all(client.clone()), all.clone());
+        let (ads, s4) = reflect(Api::namespaced(client.clone(), ns), all.clone());
+        let (pools, s5) = reflect(Api::namespaced(client.clone(), ns), all.clone());
+        let (pods, s6) = reflect(
+            Api::namespaced(client.clone(), ns),
+            all.clone().labels(&config.speaker_selector),
+        );
+        let (statuses, s7) = reflect(Api::namespaced(client.clone(), ns), all);
+        let stores = Self {
+            services,
+            slices,
+            nodes,
+            ads,
+            pools,
+            pods,
+            statuses,
+        };
+        let changes = futures::stream::select_all([s1, s2, s3, s4, s5, s6, s7]).boxed();
+        (stores, changes)
+    }
+
+    /// Resolves once every cache holds the whole cluster.
+    fn loaded(&self) -> BoxFuture<'static, ()> {
+        let stores = self.clone();
+        Box::pin(async move {
+            let _ = stores.services.wait_until_ready().await;
+            let _ = stores.slices.wait_until_ready().await;
+            let _ = stores.nodes.wait_until_ready().await;
+            let _ = stores.ads.wait_until_ready().await;
+            let _ = stores.pools.wait_until_ready().await;
+            let _ = stores.pods.wait_until_ready().await;
+            let _ = stores.statuses.wait_until_ready().await;
+        })
+    }
+
     /// A reference to a Service for Events.
     fn service_ref(&self, key: &str) -> Option<ObjectReference> {
         let (namespace, name) = key.split_once('/')?;
@@ -138,87 +235,86 @@ impl Stores {
             o
         })
     }
-}
 
-fn speaker_pods(pods: &Store<Pod>) -> Vec<Arc<Pod>> {
-    pods.state()
-        .into_iter()
-        .filter(|p| {
-            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                && p.metadata.deletion_timestamp.is_none()
-        })
-        .collect()
-}
-
-/// Builds the election inputs from the stores and the gossip view.
-fn snapshot(
-    stores: &Stores,
-    config: &RuntimeConfig,
-    alive: &BTreeSet<String>,
-) -> (Cluster, Vec<crate::election::ServiceFacts>) {
-    let pods = speaker_pods(&stores.pods);
-    let cluster = Cluster {
-        nodes: stores
-            .nodes
+    /// Speaker pods that run and are not being deleted.
+    fn speaker_pods(&self) -> Vec<Arc<Pod>> {
+        self.pods
             .state()
-            .iter()
-            .map(|n| {
-                let n = inputs::node(n);
-                (n.name.clone(), n)
+            .into_iter()
+            .filter(|p| {
+                p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    && p.metadata.deletion_timestamp.is_none()
             })
-            .collect(),
-        alive: alive.clone(),
-        speakers: pods
-            .iter()
-            .filter_map(|p| p.spec.as_ref()?.node_name.clone())
-            .collect(),
-        advertisements: stores
-            .ads
-            .state()
-            .iter()
-            .filter_map(|a| a.0.as_ref().ok())
-            .map(inputs::advertisement)
-            .collect(),
-        pool_labels: inputs::pool_labels(
-            stores
-                .pools
+            .collect()
+    }
+
+    /// The gossip peers: the static ones and every speaker pod's IP.
+    fn peers(&self, config: &RuntimeConfig) -> Vec<SocketAddr> {
+        let mut peers: BTreeSet<SocketAddr> = config.static_peers.iter().copied().collect();
+        for pod in self.speaker_pods() {
+            if let Some(ip) = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+            {
+                peers.insert(SocketAddr::new(ip, config.gossip_port));
+            }
+        }
+        peers.into_iter().collect()
+    }
+
+    /// The election inputs, from the stores and the gossip view.
+    fn election_inputs(
+        &self,
+        config: &RuntimeConfig,
+        alive: &BTreeSet<String>,
+    ) -> (Cluster, Vec<ServiceFacts>) {
+        let cluster = Cluster {
+            nodes: self
+                .nodes
                 .state()
                 .iter()
-                .filter_map(|p| p.0.as_ref().ok()),
-        ),
-        ignore_exclude_lb: config.ignore_exclude_lb,
-    };
-    let slices = stores.slices.state();
-    let services = stores
-        .services
-        .state()
-        .iter()
-        .filter_map(|svc| {
-            let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
-            let own: Vec<&EndpointSlice> = slices
+                .map(|n| {
+                    let n = inputs::node(n);
+                    (n.name.clone(), n)
+                })
+                .collect(),
+            alive: alive.clone(),
+            speakers: self
+                .speaker_pods()
                 .iter()
-                .filter(|s| inputs::slice_service(s).as_deref() == Some(key.as_str()))
-                .map(AsRef::as_ref)
-                .collect();
-            inputs::service(svc, config.lb_class.as_deref(), &own)
-        })
-        .collect();
-    (cluster, services)
-}
-
-fn peers(stores: &Stores, config: &RuntimeConfig) -> Vec<SocketAddr> {
-    let mut peers: BTreeSet<SocketAddr> = config.static_peers.iter().copied().collect();
-    for pod in speaker_pods(&stores.pods) {
-        if let Some(ip) = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.as_deref())
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-        {
-            peers.insert(SocketAddr::new(ip, config.gossip_port));
-        }
+                .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+                .collect(),
+            advertisements: self
+                .ads
+                .state()
+                .iter()
+                .filter_map(|a| a.0.as_ref().ok())
+                .map(inputs::advertisement)
+                .collect(),
+            pool_labels: inputs::pool_labels(
+                self.pools.state().iter().filter_map(|p| p.0.as_ref().ok()),
+            ),
+            ignore_exclude_lb: config.ignore_exclude_lb,
+        };
+        let slices = self.slices.state();
+        let services = self
+            .services
+            .state()
+            .iter()
+            .filter_map(|svc| {
+                let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
+                let own: Vec<&EndpointSlice> = slices
+                    .iter()
+                    .filter(|s| inputs::slice_service(s).as_deref() == Some(key.as_str()))
+                    .map(AsRef::as_ref)
+                    .collect();
+                inputs::service(svc, config.lb_class.as_deref(), &own)
+            })
+            .collect();
+        (cluster, services)
     }
-    peers.into_iter().collect()
 }
 
 fn record_gossip(metrics: &Metrics, stats: &GossipStats, alive: usize) {
@@ -239,9 +335,9 @@ fn record_gossip(metrics: &Metrics, stats: &GossipStats, alive: usize) {
 
 fn record_changes(metrics: &Metrics, node: &str, changes: &[Change]) {
     for change in changes {
-        let (ip, service, on) = match change {
-            Change::Gained { ip, service, .. } => (ip, service, 1),
-            Change::Lost { ip, service } => (ip, service, 0),
+        let (ip, service, gained) = match change {
+            Change::Gained { ip, service, .. } => (ip, service, true),
+            Change::Lost { ip, service } => (ip, service, false),
         };
         let labels = AnnouncedLabels {
             service: service.clone(),
@@ -249,7 +345,7 @@ fn record_changes(metrics: &Metrics, node: &str, changes: &[Change]) {
             ip: ip.to_string(),
             protocol: if ip.is_ipv4() { "ipv4" } else { "ipv6" },
         };
-        if on == 1 {
+        if gained {
             metrics.announced.get_or_create(&labels).set(1);
         } else {
             metrics.announced.remove(&labels);
@@ -257,39 +353,72 @@ fn record_changes(metrics: &Metrics, node: &str, changes: &[Change]) {
     }
 }
 
-/// Why an object of a guarded kind could not be parsed (None for every other object).
-fn invalid(object: &dyn std::any::Any) -> Option<String> {
-    if let Some(g) = object.downcast_ref::<DeserializeGuard<L2Advertisement>>() {
-        return g.0.as_ref().err().map(|e| e.error.clone());
-    }
-    if let Some(g) = object.downcast_ref::<DeserializeGuard<IPAddressPool>>() {
-        return g.0.as_ref().err().map(|e| e.error.clone());
-    }
-    None
+/// What woke the runtime up.
+#[derive(Debug)]
+enum Wake {
+    /// Something the next round reads changed: a watched object, the gossip view, or the join
+    /// patience ran out.
+    Changed,
+    /// Every cache holds the whole cluster (once).
+    CachesLoaded,
+    /// The responder reports an address conflict.
+    Report(L2Report),
+    /// Links changed (a burst of notices is one wake).
+    LinksChanged,
+    /// Time for the periodic checks of links and the kube-proxy IPVS setting.
+    Recheck,
+    /// The watches ended (they retry forever, so this is a bug).
+    WatchesEnded,
+    /// Time to leave.
+    Shutdown,
 }
 
-fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> (Store<K>, futures::stream::BoxStream<'static, ()>)
-where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config))
-        .default_backoff()
-        .map(|event| match event {
-            Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                if let Some(problem) = invalid(&o) {
-                    tracing::warn!(object = %o.name_any(), %problem, "object cannot be parsed; skipped");
-                }
+/// Everything the runtime waits on.
+struct Wakeups {
+    watches: BoxStream<'static, ()>,
+    members: watch::Receiver<BTreeSet<String>>,
+    loading: BoxFuture<'static, ()>,
+    loaded: bool,
+    /// Wakes the runtime once when the join patience runs out, even if nothing else happens.
+    patience: Pin<Box<tokio::time::Sleep>>,
+    patience_over: bool,
+    recheck: tokio::time::Interval,
+    feedback: L2Feedback,
+}
+
+impl Wakeups {
+    async fn next(&mut self, shutdown: Pin<&mut impl Future<Output = ()>>) -> Wake {
+        let wake = tokio::select! {
+            change = self.watches.next() => match change {
+                Some(()) => Wake::Changed,
+                None => Wake::WatchesEnded,
+            },
+            _ = self.members.changed() => Wake::Changed,
+            () = &mut self.loading, if !self.loaded => {
+                self.loaded = true;
+                Wake::CachesLoaded
             }
-            Ok(_) => {}
-        })
-        .boxed();
-    (reader, stream)
+            () = &mut self.patience, if !self.patience_over => {
+                self.patience_over = true;
+                Wake::Changed
+            }
+            Some(report) = self.feedback.reports.recv() => Wake::Report(report),
+            Some(()) = self.feedback.links.recv() => Wake::LinksChanged,
+            _ = self.recheck.tick() => Wake::Recheck,
+            () = shutdown => Wake::Shutdown,
+        };
+        if matches!(wake, Wake::LinksChanged) {
+            // A burst of link notices is one rescan.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            while self.feedback.links.try_recv().is_ok() {}
+        }
+        wake
+    }
+
+    /// The gossip view now (and marks it seen).
+    fn members(&mut self) -> BTreeSet<String> {
+        self.members.borrow_and_update().clone()
+    }
 }
 
 /// The announcing side of the runtime: the announcer, where each IP is answered, and what has
@@ -298,6 +427,8 @@ struct Announcing {
     announcer: Announcer,
     /// IP → interfaces it is answered on.
     placements: BTreeMap<IpAddr, Vec<String>>,
+    /// The Services announced after the last round, to see which ones are new.
+    services: BTreeSet<String>,
     book: StatusBook,
     notices: Notices,
     /// The kube-proxy IPVS problem last reported.
@@ -309,6 +440,7 @@ impl Announcing {
         Self {
             announcer: Announcer::new(node),
             placements: BTreeMap::new(),
+            services: BTreeSet::new(),
             book: StatusBook::new(node),
             notices: Notices::new(node),
             ipvs: None,
@@ -335,97 +467,229 @@ impl Announcing {
     }
 }
 
-fn send_notices(
-    stores: &Stores,
-    outputs: &UnboundedSender<Output>,
-    notices: Vec<crate::visibility::Notice>,
-) {
-    for notice in notices {
-        if let Some(regarding) = stores.service_ref(notice.service()) {
-            tracing::info!(service = notice.service(), reason = notice.reason(), note = %notice.note(), "event");
-            let _ = outputs.send(Output::Event {
-                regarding,
-                reason: notice.reason(),
-                note: notice.note(),
-                warning: notice.warning(),
-            });
+/// The speaker's running state: what it reads, what it has decided, and where it writes.
+struct Runtime<'r, R> {
+    config: RuntimeConfig,
+    stores: Stores,
+    gossip: GossipHandle,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    responder: &'r mut R,
+    outputs: UnboundedSender<Output>,
+    announcing: Announcing,
+    /// The gossip view of the last round, to see members come back.
+    previous_view: BTreeSet<String>,
+    started: Instant,
+}
+
+impl<R: Announce> Runtime<'_, R> {
+    /// One round: who is alive, who owns what, what to answer, what to tell operators.
+    fn round(&mut self, view: &BTreeSet<String>) {
+        let peers = self.stores.peers(&self.config);
+        let peer_count = peers.len();
+        self.gossip.set_peers(peers);
+        // Until this speaker has joined its peers it would see itself as the only candidate and
+        // announce everything: wait for the group (or, with peers that never answer, a while).
+        let joined = view.len() > 1 || peer_count <= 1 || self.started.elapsed() > JOIN_PATIENCE;
+        if !joined {
+            return;
+        }
+        // Ready: caches synced and gossip joined.
+        self.ready.store(true, Ordering::Relaxed);
+        record_gossip(&self.metrics, &self.gossip.stats.borrow(), view.len());
+        let (cluster, services) = self.stores.election_inputs(&self.config, view);
+        let ownership = decide_all(&cluster, &services);
+        let announced = self.announce(&ownership, &services);
+        self.reannounce_if_a_member_returned(view);
+        self.publish_notices(&cluster, view, &ownership, &announced);
+        self.write_statuses(&announced);
+    }
+
+    /// Hands this round's gains and losses to the responder; returns Service → interfaces for
+    /// every Service this node announces now.
+    fn announce(
+        &mut self,
+        ownership: &BTreeMap<String, Ownership>,
+        services: &[ServiceFacts],
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        let changes = self.announcing.announcer.update_from(ownership, services);
+        record_changes(&self.metrics, &self.config.node, &changes);
+        let placed = Announcer::apply(&changes, self.responder);
+        self.announcing.record(&changes, placed);
+        let announced = self.announcing.by_service();
+        for service in announced
+            .keys()
+            .filter(|s| !self.announcing.services.contains(*s))
+        {
+            self.metrics.owner_changes.inc();
+            self.announcing.book.took_over(service);
+        }
+        self.announcing.services = announced.keys().cloned().collect();
+        announced
+    }
+
+    /// A member came back (a healed partition, a node back on the network): clients may have
+    /// moved to an interim owner meanwhile; tell them again where this node's IPs are.
+    fn reannounce_if_a_member_returned(&mut self, view: &BTreeSet<String>) {
+        if !self.previous_view.is_empty() && view.iter().any(|m| !self.previous_view.contains(m)) {
+            self.responder.reannounce();
+        }
+        self.previous_view.clone_from(view);
+    }
+
+    /// Events for takeovers and for Services nobody announces.
+    fn publish_notices(
+        &mut self,
+        cluster: &Cluster,
+        view: &BTreeSet<String>,
+        ownership: &BTreeMap<String, Ownership>,
+        announced: &BTreeMap<String, BTreeSet<String>>,
+    ) {
+        let has_interfaces: BTreeMap<String, bool> = announced
+            .iter()
+            .map(|(s, ifaces)| (s.clone(), !ifaces.is_empty()))
+            .collect();
+        let speakers_alive = view.iter().filter(|n| cluster.speakers.contains(*n));
+        let is_reporter = reporter(speakers_alive) == Some(&self.config.node);
+        let notices = self
+            .announcing
+            .notices
+            .update(ownership, &has_interfaces, is_reporter);
+        for notice in notices {
+            self.send_notice(&notice);
         }
     }
-}
 
-fn handle_report(
-    stores: &Stores,
-    outputs: &UnboundedSender<Output>,
-    announcing: &Announcing,
-    report: &L2Report,
-) {
-    let L2Report::Conflict {
-        ip,
-        mac,
-        interface,
-        withdrawn,
-    } = report
-    else {
-        return;
-    };
-    let Some((service, _)) = announcing.announcer.announced().get(ip) else {
-        return;
-    };
-    let Some(regarding) = stores.service_ref(service) else {
-        return;
-    };
-    let action = if *withdrawn {
-        "this node does not announce it until the other host stops answering (--conflict-policy withdraw)"
-    } else {
-        "this node announces it anyway (--conflict-policy warn); clients may reach either host"
-    };
-    let _ = outputs.send(Output::Event {
-        regarding,
-        reason: "IPConflict",
-        note: format!("{ip} is also answered for by MAC {mac} on {interface}: {action}"),
-        warning: true,
-    });
-}
-
-fn check_ipvs(
-    node: &str,
-    metrics: &Metrics,
-    outputs: &UnboundedSender<Output>,
-    announcing: &mut Announcing,
-) {
-    let problem = crate::l2::ipvs::problem(crate::l2::ipvs::read());
-    metrics
-        .ipvs_strict_arp_missing
-        .set(i64::from(problem.is_some()));
-    if problem == announcing.ipvs {
-        return;
-    }
-    if let Some(message) = &problem {
-        tracing::warn!(%node, "{message}");
-        let regarding = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Node".into()),
-            name: Some(node.to_owned()),
-            ..ObjectReference::default()
+    fn send_notice(&self, notice: &Notice) {
+        let Some(regarding) = self.stores.service_ref(notice.service()) else {
+            return;
         };
-        let _ = outputs.send(Output::Event {
+        tracing::info!(service = notice.service(), reason = notice.reason(), note = %notice.note(), "event");
+        let _ = self.outputs.send(Output::Event {
             regarding,
-            reason: "StrictARPRequired",
-            note: message.clone(),
-            warning: true,
+            reason: notice.reason(),
+            note: notice.note(),
+            severity: notice.severity(),
         });
     }
-    announcing.ipvs = problem;
+
+    /// Brings the `ServiceL2Status` objects in line with what this node announces.
+    fn write_statuses(&mut self, announced: &BTreeMap<String, BTreeSet<String>>) {
+        let owner = self.stores.own_pod(&self.config);
+        let observed = self.stores.status_objects();
+        for write in self.announcing.book.plan(announced, &observed) {
+            let _ = self.outputs.send(Output::Status(write, owner.clone()));
+        }
+    }
+
+    /// The node's links changed (or may have): answer on the interfaces chosen now.
+    fn relink(&mut self) {
+        let moved = self.responder.relink();
+        self.announcing.placements.extend(moved);
+    }
+
+    /// An address conflict on an IP this node announces becomes a Warning on its Service.
+    fn report_conflict(&self, report: &L2Report) {
+        let L2Report::Conflict {
+            ip,
+            mac,
+            interface,
+            withdrawn,
+        } = report
+        else {
+            return;
+        };
+        let Some((service, _)) = self.announcing.announcer.announced().get(ip) else {
+            return;
+        };
+        let Some(regarding) = self.stores.service_ref(service) else {
+            return;
+        };
+        let action = if *withdrawn {
+            "this node does not announce it until the other host stops answering (--conflict-policy withdraw)"
+        } else {
+            "this node announces it anyway (--conflict-policy warn); clients may reach either host"
+        };
+        let _ = self.outputs.send(Output::Event {
+            regarding,
+            reason: "IPConflict",
+            note: format!("{ip} is also answered for by MAC {mac} on {interface}: {action}"),
+            severity: Severity::Warning,
+        });
+    }
+
+    /// Reports (once per change) when kube-proxy runs in IPVS mode without strict ARP.
+    fn check_ipvs(&mut self) {
+        let problem = crate::l2::ipvs::problem(crate::l2::ipvs::read());
+        self.metrics
+            .ipvs_strict_arp_missing
+            .set(i64::from(problem.is_some()));
+        if problem == self.announcing.ipvs {
+            return;
+        }
+        if let Some(message) = &problem {
+            let node = &self.config.node;
+            tracing::warn!(%node, "{message}");
+            let regarding = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.clone()),
+                ..ObjectReference::default()
+            };
+            let _ = self.outputs.send(Output::Event {
+                regarding,
+                reason: "StrictARPRequired",
+                note: message.clone(),
+                severity: Severity::Warning,
+            });
+        }
+        self.announcing.ipvs = problem;
+    }
+
+    /// Leaves gossip first, keeps answering for the grace period while the next owner takes
+    /// over, then withdraws everything and deletes this node's `ServiceL2Status` objects.
+    async fn leave(self) {
+        let Self {
+            config,
+            gossip,
+            metrics,
+            responder,
+            outputs,
+            mut announcing,
+            ..
+        } = self;
+        tracing::info!(
+            grace_ms = config.grace.as_millis(),
+            "leaving gossip; answering during the grace period"
+        );
+        gossip.leave().await;
+        responder.quiesce();
+        tokio::time::sleep(config.grace).await;
+        let changes = announcing.announcer.withdraw_all();
+        record_changes(&metrics, &config.node, &changes);
+        Announcer::apply(&changes, responder);
+        // This node's objects go with it (by name: one it just wrote may not be in the cache
+        // yet); the next owner writes its own.
+        let services: BTreeSet<&String> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Gained { service, .. } | Change::Lost { service, .. } => service,
+            })
+            .collect();
+        for service in services {
+            let name = status_name(service, &config.node);
+            let _ = outputs.send(Output::Status(StatusWrite::Delete { name }, None));
+        }
+    }
 }
 
 /// Runs until `shutdown` resolves; then leaves gossip first, keeps answering for `grace` while
 /// the next owner takes over, and only then withdraws.
 ///
 /// # Errors
-/// When the stores never become ready.
+/// When the watches end.
 #[allow(
     clippy::too_many_arguments,
-    clippy::too_many_lines,
     reason = "the one place that wires every input of the speaker together"
 )]
 pub async fn run(
@@ -435,170 +699,67 @@ pub async fn run(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     responder: &mut impl Announce,
-    mut feedback: L2Feedback,
+    feedback: L2Feedback,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let cfg = watcher::Config::default();
-    let (services, s1) = reflect(Api::<Service>::all(client.clone()), cfg.clone());
-    let (slices, s2) = reflect(Api::<EndpointSlice>::all(client.clone()), cfg.clone());
-    let (nodes, s3) = reflect(Api::<KubeNode>::all(client.clone()), cfg.clone());
-    let (ads, s4) = reflect(
-        Api::<DeserializeGuard<L2Advertisement>>::namespaced(client.clone(), &config.namespace),
-        cfg.clone(),
-    );
-    let (pools, s5) = reflect(
-        Api::<DeserializeGuard<IPAddressPool>>::namespaced(client.clone(), &config.namespace),
-        cfg.clone(),
-    );
-    let (pods, s6) = reflect(
-        Api::<Pod>::namespaced(client.clone(), &config.namespace),
-        cfg.clone().labels(&config.speaker_selector),
-    );
-    let (statuses, s7) = reflect(
-        Api::<ServiceL2Status>::namespaced(client.clone(), &config.namespace),
-        cfg,
-    );
-    let stores = Stores {
-        services,
-        slices,
-        nodes,
-        ads,
-        pools,
-        pods,
-        statuses,
+    let (stores, watches) = Stores::watch(&client, &config);
+    let started = Instant::now();
+    let mut wakeups = Wakeups {
+        watches,
+        members: gossip.alive.clone(),
+        loading: stores.loaded(),
+        loaded: false,
+        patience: Box::pin(tokio::time::sleep(JOIN_PATIENCE)),
+        patience_over: false,
+        recheck: tokio::time::interval(RECHECK),
+        feedback,
     };
     let (outputs, outputs_rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = tokio::spawn(publish::run(
         Publisher {
-            client: client.clone(),
+            client,
             namespace: config.namespace.clone(),
             node: config.node.clone(),
         },
         outputs_rx,
     ));
-    let mut changes = futures::stream::select_all([s1, s2, s3, s4, s5, s6, s7]);
-    let mut alive = gossip.alive.clone();
-    let mut announcing = Announcing::new(&config.node);
-    tokio::pin!(shutdown);
-    // Decide nothing until every cache holds the whole cluster.
-    let all_ready = async {
-        let _ = stores.services.wait_until_ready().await;
-        let _ = stores.slices.wait_until_ready().await;
-        let _ = stores.nodes.wait_until_ready().await;
-        let _ = stores.ads.wait_until_ready().await;
-        let _ = stores.pools.wait_until_ready().await;
-        let _ = stores.pods.wait_until_ready().await;
-        let _ = stores.statuses.wait_until_ready().await;
+    let mut runtime = Runtime {
+        announcing: Announcing::new(&config.node),
+        config,
+        stores,
+        gossip,
+        metrics,
+        ready,
+        responder,
+        outputs,
+        previous_view: BTreeSet::new(),
+        started,
     };
-    tokio::pin!(all_ready);
-    let mut synced = false;
-    let started = std::time::Instant::now();
-    // Wake up when the join patience runs out even if nothing else happens.
-    let patience = tokio::time::sleep(JOIN_PATIENCE);
-    tokio::pin!(patience);
-    let mut recheck = tokio::time::interval(RECHECK);
-    let mut previous_view: BTreeSet<String> = BTreeSet::new();
+    tokio::pin!(shutdown);
     loop {
-        let mut relink = false;
-        tokio::select! {
-            change = changes.next() => if change.is_none() { anyhow::bail!("watches ended") },
-            _ = alive.changed() => {}
-            () = &mut all_ready, if !synced => {
-                synced = true;
-                tracing::info!(node = %config.node, "caches loaded");
-            }
-            () = &mut patience, if started.elapsed() <= JOIN_PATIENCE => {}
-            Some(report) = feedback.reports.recv() => {
-                handle_report(&stores, &outputs, &announcing, &report);
+        match wakeups.next(shutdown.as_mut()).await {
+            Wake::Changed => {}
+            Wake::CachesLoaded => tracing::info!(node = %runtime.config.node, "caches loaded"),
+            Wake::Report(report) => {
+                runtime.report_conflict(&report);
                 continue;
             }
-            Some(()) = feedback.links.recv() => {
-                // A burst of link notices is one rescan.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                while feedback.links.try_recv().is_ok() {}
-                relink = true;
-            }
-            _ = recheck.tick() => {
-                relink = true;
-                if config.check_ipvs {
-                    check_ipvs(&config.node, &metrics, &outputs, &mut announcing);
+            Wake::LinksChanged => runtime.relink(),
+            Wake::Recheck => {
+                if runtime.config.check_ipvs {
+                    runtime.check_ipvs();
                 }
+                runtime.relink();
             }
-            () = &mut shutdown => break,
+            Wake::WatchesEnded => anyhow::bail!("watches ended"),
+            Wake::Shutdown => break,
         }
-        if relink {
-            let moved = responder.relink();
-            announcing.placements.extend(moved);
-        }
-        if !synced {
-            continue;
-        }
-        let peers = peers(&stores, &config);
-        gossip.set_peers(peers.clone());
-        let view = alive.borrow_and_update().clone();
-        // Until this speaker has joined its peers it would see itself as the only candidate and
-        // announce everything: wait for the group (or, with peers that never answer, a while).
-        let joined = view.len() > 1 || peers.len() <= 1 || started.elapsed() > JOIN_PATIENCE;
-        if !joined {
-            continue;
-        }
-        // Ready: caches synced and gossip joined.
-        ready.store(true, Ordering::Relaxed);
-        record_gossip(&metrics, &gossip.stats.borrow(), view.len());
-        let (cluster, services) = snapshot(&stores, &config, &view);
-        let verdicts = Announcer::verdicts(&cluster, &services);
-        let before: BTreeSet<String> = announcing.by_service().into_keys().collect();
-        let changes = announcing.announcer.update_from(&verdicts, &services);
-        record_changes(&metrics, &config.node, &changes);
-        let placed = Announcer::apply(&changes, responder);
-        announcing.record(&changes, placed);
-        // A member came back (a healed partition, a node back on the network): clients may have
-        // moved to an interim owner meanwhile; tell them again where this node's IPs are.
-        if !previous_view.is_empty() && view.iter().any(|m| !previous_view.contains(m)) {
-            responder.reannounce();
-        }
-        previous_view.clone_from(&view);
-        let now = announcing.by_service();
-        for service in now.keys().filter(|s| !before.contains(*s)) {
-            metrics.owner_changes.inc();
-            announcing.book.took_over(service);
-        }
-        let has_interfaces: BTreeMap<String, bool> = now
-            .iter()
-            .map(|(s, ifaces)| (s.clone(), !ifaces.is_empty()))
-            .collect();
-        let speakers_alive: Vec<&String> = view
-            .iter()
-            .filter(|n| cluster.speakers.contains(*n))
-            .collect();
-        let is_reporter = reporter(speakers_alive.iter().copied()) == Some(&config.node);
-        let notices = announcing
-            .notices
-            .update(&verdicts, &has_interfaces, is_reporter);
-        send_notices(&stores, &outputs, notices);
-        let owner = stores.own_pod(&config);
-        for write in announcing.book.plan(&now, &stores.status_objects()) {
-            let _ = outputs.send(Output::Status(write, owner.clone()));
+        // Decide nothing until every cache holds the whole cluster.
+        if wakeups.loaded {
+            runtime.round(&wakeups.members());
         }
     }
-    tracing::info!(
-        grace_ms = config.grace.as_millis(),
-        "leaving gossip; answering during the grace period"
-    );
-    gossip.leave().await;
-    responder.quiesce();
-    tokio::time::sleep(config.grace).await;
-    let services = announcing.by_service();
-    let changes = announcing.announcer.withdraw_all();
-    record_changes(&metrics, &config.node, &changes);
-    Announcer::apply(&changes, responder);
-    // This node's objects go with it (by name: one it just wrote may not be in the cache yet);
-    // the next owner writes its own.
-    for service in services.keys() {
-        let name = crate::visibility::status_name(service, &config.node);
-        let _ = outputs.send(Output::Status(StatusWrite::Delete { name }, None));
-    }
-    drop(outputs);
+    runtime.leave().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     Ok(())
 }

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
-use crate::election::{Silence, Verdict};
+use ferrolb_observe::events::Severity;
+
+use crate::election::{Ownership, Silence};
 
 /// A `ServiceL2Status` as read from the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,9 +189,12 @@ impl Notice {
         }
     }
 
-    /// Whether it is a Warning.
-    pub fn warning(&self) -> bool {
-        !matches!(self, Self::NodeAssigned { .. })
+    /// Normal for a takeover, Warning for a Service nobody announces.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Self::NodeAssigned { .. } => Severity::Normal,
+            Self::Silent { .. } | Self::NoInterface { .. } => Severity::Warning,
+        }
     }
 
     /// Event note.
@@ -227,12 +232,12 @@ impl Notices {
         }
     }
 
-    /// The Events for a new round of verdicts. `placed` says, for each Service this node
+    /// The Events for a new round of ownership decisions. `placed` says, for each Service this node
     /// announces, whether it answers on at least one interface. `reporter`: whether this node
     /// reports silences (one node does, so each is reported once, not by every speaker).
     pub fn update(
         &mut self,
-        verdicts: &BTreeMap<String, Verdict>,
+        ownership: &BTreeMap<String, Ownership>,
         placed: &BTreeMap<String, bool>,
         reporter: bool,
     ) -> Vec<Notice> {
@@ -257,11 +262,11 @@ impl Notices {
             self.silenced.clear();
             return notices;
         }
-        let silent: BTreeMap<String, Silence> = verdicts
+        let silent: BTreeMap<String, Silence> = ownership
             .iter()
             .filter_map(|(s, v)| match v {
-                Verdict::Silent(reason) => Some((s.clone(), *reason)),
-                Verdict::Owner { .. } => None,
+                Ownership::Silent(reason) => Some((s.clone(), *reason)),
+                Ownership::Owner { .. } => None,
             })
             .collect();
         for (service, reason) in &silent {
@@ -359,29 +364,29 @@ mod tests {
     #[test]
     fn node_assigned_once_per_ownership_and_silences_once_per_reason() {
         let mut notices = Notices::new("a");
-        let owner = Verdict::Owner {
+        let owner = Ownership::Owner {
             node: "a".into(),
             interfaces: Interfaces::All,
         };
-        let verdicts = BTreeMap::from([
+        let ownership = BTreeMap::from([
             ("ns/web".to_owned(), owner),
             (
                 "ns/db".to_owned(),
-                Verdict::Silent(Silence::NoAdvertisement),
+                Ownership::Silent(Silence::NoAdvertisement),
             ),
         ]);
         let placed = BTreeMap::from([("ns/web".to_owned(), true)]);
-        let first = notices.update(&verdicts, &placed, true);
+        let first = notices.update(&ownership, &placed, true);
         assert_eq!(first.len(), 2, "{first:?}");
-        assert_eq!(notices.update(&verdicts, &placed, true), []);
+        assert_eq!(notices.update(&ownership, &placed, true), []);
         // Losing and regaining is a new assignment.
-        notices.update(&verdicts, &BTreeMap::new(), true);
-        let again = notices.update(&verdicts, &placed, true);
+        notices.update(&ownership, &BTreeMap::new(), true);
+        let again = notices.update(&ownership, &placed, true);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].reason(), "NodeAssigned");
         // Not the reporter: no silences.
         let mut quiet = Notices::new("b");
-        assert_eq!(quiet.update(&verdicts, &BTreeMap::new(), false), []);
+        assert_eq!(quiet.update(&ownership, &BTreeMap::new(), false), []);
     }
 
     #[test]

@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use ferrolb_api::annotations::EXCLUDE_FROM_EXTERNAL_LB_LABEL;
 use ferrolb_ipam::LabelSelector;
 use ferrolb_speaker::announcer::{Announce, Announcer, Change};
 use ferrolb_speaker::election::{
-    Advertisement, Cluster, EXCLUDE_LABEL, Interfaces, Node, ServiceFacts, Silence, Verdict,
-    decide, owner,
+    Advertisement, Cluster, Interfaces, Node, Ownership, ServiceFacts, Silence, decide, owner,
 };
 use proptest::prelude::*;
 
@@ -50,8 +50,8 @@ fn svc(key: &str, ip: &str) -> ServiceFacts {
 
 fn owner_of(c: &Cluster, s: &ServiceFacts) -> Option<String> {
     match decide(c, s) {
-        Verdict::Owner { node, .. } => Some(node),
-        Verdict::Silent(_) => None,
+        Ownership::Owner { node, .. } => Some(node),
+        Ownership::Silent(_) => None,
     }
 }
 
@@ -75,7 +75,7 @@ fn no_advertisement_for_the_pool_means_silence() {
     }];
     assert_eq!(
         decide(&c, &svc("default/web", "192.0.2.10")),
-        Verdict::Silent(Silence::NoAdvertisement)
+        Ownership::Silent(Silence::NoAdvertisement)
     );
 }
 
@@ -93,7 +93,7 @@ fn pool_selectors_and_service_selectors_choose_advertisements() {
         ..Advertisement::default()
     }];
     let mut s = svc("default/web", "192.0.2.10");
-    assert_eq!(decide(&c, &s), Verdict::Silent(Silence::NoAdvertisement));
+    assert_eq!(decide(&c, &s), Ownership::Silent(Silence::NoAdvertisement));
     s.labels.insert("exposed".into(), "yes".into());
     assert_eq!(owner_of(&c, &s).as_deref(), Some("a"));
 }
@@ -101,13 +101,15 @@ fn pool_selectors_and_service_selectors_choose_advertisements() {
 #[test]
 fn excluded_and_network_unavailable_nodes_never_announce_unless_told_to_ignore_the_label() {
     let mut c = cluster(&["a", "b"]);
-    c.nodes
-        .insert("a".into(), node("a", &[(EXCLUDE_LABEL, "")]));
+    c.nodes.insert(
+        "a".into(),
+        node("a", &[(EXCLUDE_FROM_EXTERNAL_LB_LABEL, "")]),
+    );
     c.nodes.get_mut("b").unwrap().network_unavailable = true;
     let s = svc("default/web", "192.0.2.10");
     assert_eq!(
         decide(&c, &s),
-        Verdict::Silent(Silence::AllCandidatesExcluded)
+        Ownership::Silent(Silence::AllCandidatesExcluded)
     );
     c.ignore_exclude_lb = true;
     assert_eq!(owner_of(&c, &s).as_deref(), Some("a"));
@@ -134,7 +136,7 @@ fn node_selectors_limit_candidates_and_interfaces_come_from_the_advertisements()
     let v = decide(&c, &svc("default/web", "192.0.2.10"));
     assert_eq!(
         v,
-        Verdict::Owner {
+        Ownership::Owner {
             node: "b".into(),
             interfaces: Interfaces::Named(BTreeSet::from(["eth1".into(), "eth2".into()]))
         }
@@ -146,13 +148,16 @@ fn local_traffic_policy_follows_serving_endpoints() {
     let c = cluster(&["a", "b", "c"]);
     let mut s = svc("default/web", "192.0.2.10");
     s.local = true;
-    assert_eq!(decide(&c, &s), Verdict::Silent(Silence::NoServingEndpoint));
+    assert_eq!(
+        decide(&c, &s),
+        Ownership::Silent(Silence::NoServingEndpoint)
+    );
     s.serving_nodes = BTreeSet::from(["c".into()]);
     assert_eq!(owner_of(&c, &s).as_deref(), Some("c"));
     s.serving_nodes = BTreeSet::from(["elsewhere".into()]);
     assert_eq!(
         decide(&c, &s),
-        Verdict::Silent(Silence::EndpointsWithoutSpeaker)
+        Ownership::Silent(Silence::EndpointsWithoutSpeaker)
     );
 }
 
@@ -165,7 +170,7 @@ fn a_dead_owner_is_replaced_and_nobody_alive_means_silence() {
     let second = owner_of(&c, &s).unwrap();
     assert_ne!(first, second);
     c.alive.clear();
-    assert_eq!(decide(&c, &s), Verdict::Silent(Silence::NoLiveCandidate));
+    assert_eq!(decide(&c, &s), Ownership::Silent(Silence::NoLiveCandidate));
 }
 
 #[derive(Default)]

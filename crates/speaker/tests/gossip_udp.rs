@@ -5,12 +5,15 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ferrolb_speaker::gossip::seal::{KeyRing, Sealer};
+use ferrolb_speaker::gossip::seal::{KeyRing, REPLAY_WINDOW_MS, Sealer};
 use ferrolb_speaker::gossip::timing::Timing;
 use ferrolb_speaker::gossip::udp::{GossipHandle, spawn};
 
 async fn speaker(name: &str, peers: Vec<SocketAddr>) -> GossipHandle {
-    let sealer = Sealer::new(KeyRing::from_lines("udp-test-key").unwrap(), 10_000);
+    let sealer = Sealer::new(
+        KeyRing::from_lines("udp-test-key").unwrap(),
+        REPLAY_WINDOW_MS,
+    );
     spawn(
         "127.0.0.1:0".parse().unwrap(),
         name,

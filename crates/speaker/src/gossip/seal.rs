@@ -11,6 +11,10 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
+/// The speaker's replay window: covers clock skew between nodes (NTP keeps it far smaller)
+/// while keeping the nonce memory small.
+pub const REPLAY_WINDOW_MS: u64 = 10_000;
+
 const VERSION: u8 = 1;
 const KEY_ID_LEN: usize = 4;
 const NONCE_LEN: usize = 24;

@@ -11,14 +11,12 @@ use rand::{RngExt, SeedableRng};
 
 use super::member::Member;
 use super::node::{Clock, GossipNode, MembershipEvent};
-use super::seal::{KeyRing, Sealer};
+use super::seal::{KeyRing, REPLAY_WINDOW_MS, Sealer};
 use super::timing::Timing;
 
 /// Wall clock of the simulation's start (any fixed value works; the replay window compares
 /// senders' and receivers' clocks, which here are the same).
 const WALL_START_MS: u64 = 1_800_000_000_000;
-/// Replay window used in the simulation, as in the speaker.
-pub const REPLAY_WINDOW_MS: u64 = 10_000;
 
 /// Settings of a simulation.
 #[derive(Debug, Clone)]

@@ -105,6 +105,12 @@ impl Owned {
         };
     }
 
+    /// Every IP answered now.
+    pub fn answered(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let v4 = self.v4.iter().copied().map(IpAddr::V4);
+        v4.chain(self.v6.iter().copied().map(IpAddr::V6))
+    }
+
     /// Stops answering for `ip` and ends its claim.
     pub fn forget(&mut self, ip: IpAddr) {
         self.wanted.remove(&ip);
@@ -151,6 +157,18 @@ impl LinkShared {
                 false
             }
             _ => true,
+        }
+    }
+
+    /// Sends the gratuitous ARP / unsolicited NA for `ip` and counts it; nothing once the
+    /// speaker is leaving.
+    pub fn announce(&self, ip: IpAddr, metrics: &L2Metrics) {
+        if self.quiet.load(Ordering::Relaxed) {
+            return;
+        }
+        let frames = announce_frames(self.mac, ip);
+        if frames.iter().filter(|f| self.send(f)).count() > 0 {
+            L2Metrics::count(&metrics.gratuitous, ip);
         }
     }
 
@@ -217,7 +235,7 @@ fn probe_frame(mac: Mac, ip: IpAddr) -> Vec<u8> {
 }
 
 /// The gratuitous frames announcing `ip` from `mac`.
-pub fn announce_frames(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
+fn announce_frames(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
     match ip {
         IpAddr::V4(v4) => ferrolb_wire::gratuitous_arp(mac, v4).into_iter().collect(),
         IpAddr::V6(v6) => vec![ferrolb_wire::unsolicited_na(mac, v6)],
@@ -242,16 +260,6 @@ pub struct Claim {
 }
 
 impl Claim {
-    fn announce(&self, frames: &[Vec<u8>]) {
-        if self.link.quiet.load(Ordering::Relaxed) {
-            return;
-        }
-        let sent = frames.iter().filter(|f| self.link.send(f)).count();
-        if sent > 0 {
-            L2Metrics::count(&self.metrics.gratuitous, self.ip);
-        }
-    }
-
     /// Probes and waits; the MACs that claimed the IP in two probes in a row.
     fn conflict(&self, probe: &[u8]) -> BTreeSet<Mac> {
         self.link.send(probe);
@@ -286,7 +294,6 @@ impl Claim {
     pub fn run(self) {
         let (ip, generation, mac) = (self.ip, self.generation, self.link.mac);
         let probe = probe_frame(mac, ip);
-        let frames = announce_frames(mac, ip);
         self.link.start_watch(ip);
         let withdraw = self.timing.policy == ConflictPolicy::Withdraw;
         if !withdraw {
@@ -296,7 +303,7 @@ impl Claim {
                 self.link.stop_watch(ip);
                 return;
             }
-            self.announce(&frames);
+            self.link.announce(ip, &self.metrics);
             std::thread::sleep(self.timing.probe_wait);
             if !self.link.take_claims(ip).is_empty() {
                 let macs = self.confirm(&probe);
@@ -326,7 +333,7 @@ impl Claim {
                 self.link.stop_watch(ip);
                 return;
             }
-            self.announce(&frames);
+            self.link.announce(ip, &self.metrics);
         }
         self.link.stop_watch(ip);
         for _ in 0..self.timing.repeats {
@@ -334,7 +341,7 @@ impl Claim {
             if !self.link.current(ip, generation) {
                 return;
             }
-            self.announce(&frames);
+            self.link.announce(ip, &self.metrics);
         }
         let Some(refresh) = self.timing.refresh else {
             return;
@@ -344,7 +351,7 @@ impl Claim {
             if !self.link.current(ip, generation) {
                 return;
             }
-            self.announce(&frames);
+            self.link.announce(ip, &self.metrics);
         }
     }
 }

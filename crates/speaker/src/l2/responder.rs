@@ -410,25 +410,15 @@ impl Announce for L2Responder {
 
     fn reannounce(&mut self) {
         for link in self.links.values() {
-            let owned: Vec<IpAddr> = {
-                let owned = link
-                    .shared
-                    .owned
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
-                owned
-                    .v4
-                    .iter()
-                    .copied()
-                    .map(IpAddr::V4)
-                    .chain(owned.v6.iter().copied().map(IpAddr::V6))
-                    .collect()
-            };
-            for ip in owned {
-                let frames = crate::l2::claim::announce_frames(link.shared.mac, ip);
-                if frames.iter().filter(|f| link.shared.send(f)).count() > 0 {
-                    L2Metrics::count(&self.metrics.gratuitous, ip);
-                }
+            let answered: Vec<IpAddr> = link
+                .shared
+                .owned
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .answered()
+                .collect();
+            for ip in answered {
+                link.shared.announce(ip, &self.metrics);
             }
         }
     }
