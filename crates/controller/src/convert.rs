@@ -265,19 +265,13 @@ pub fn label_selector(selector: &LabelSelector) -> Result<ipam::LabelSelector, S
         .iter()
         .flatten()
         .map(|e| {
-            let operator = match e.operator.as_str() {
-                "In" => ipam::SelectorOperator::In,
-                "NotIn" => ipam::SelectorOperator::NotIn,
-                "Exists" => ipam::SelectorOperator::Exists,
-                "DoesNotExist" => ipam::SelectorOperator::DoesNotExist,
-                other => {
-                    return Err(format!(
-                        "unknown selector operator \"{other}\" for key \"{}\"",
-                        e.key
-                    ));
-                }
-            };
-            Ok(ipam::LabelSelectorRequirement {
+            let operator = e.operator.parse::<ipam::SelectorOperator>().map_err(|_| {
+                format!(
+                    "unknown selector operator \"{}\" for key \"{}\"",
+                    e.operator, e.key
+                )
+            })?;
+            Ok::<_, String>(ipam::LabelSelectorRequirement {
                 key: e.key.clone(),
                 operator,
                 values: e.values.clone().unwrap_or_default(),

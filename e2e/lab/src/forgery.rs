@@ -245,8 +245,8 @@ mod tests {
 
     #[test]
     fn forgeries_are_rejected_for_the_reason_they_stand_for() {
-        use ferrolb_speaker::gossip::seal::{KeyRing, Rejected, Sealer};
-        let mut real = Sealer::new(KeyRing::from_lines("lab-key").unwrap(), 10_000);
+        use ferrolb_speaker::gossip::seal::{KeyRing, REPLAY_WINDOW_MS, Rejected, Sealer};
+        let mut real = Sealer::new(KeyRing::from_lines("lab-key").unwrap(), REPLAY_WINDOW_MS);
         let now = now_us() / 1000;
         let captured = real.seal(b"hello", now, [9; 24]);
         for d in forged(Forgery::WrongKey, 5, 1, None) {

@@ -13,7 +13,7 @@ use common::*;
 use ferrolb_lab::wait::eventually_async;
 use ferrolb_speaker::announcer::Announce;
 use ferrolb_speaker::election::{Interfaces, owner};
-use ferrolb_speaker::gossip::seal::{KeyRing, Sealer};
+use ferrolb_speaker::gossip::seal::{KeyRing, REPLAY_WINDOW_MS, Sealer};
 use ferrolb_speaker::gossip::timing::Timing;
 use ferrolb_speaker::runtime::{RuntimeConfig, run};
 use serde_json::json;
@@ -60,7 +60,7 @@ impl Speakers {
         };
         for (i, name) in NODES.iter().enumerate() {
             let client = client_for(&server.url()).await;
-            let sealer = Sealer::new(KeyRing::from_lines("e2e-key").unwrap(), 10_000);
+            let sealer = Sealer::new(KeyRing::from_lines("e2e-key").unwrap(), REPLAY_WINDOW_MS);
             let gossip = ferrolb_speaker::gossip::udp::spawn(
                 addrs[i],
                 name,

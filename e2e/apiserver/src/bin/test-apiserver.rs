@@ -113,7 +113,7 @@ mod tests {
         for ip in ["192.0.2.1", "198.51.100.1", "203.0.113.1", "2001:db8::1"] {
             assert!(documentation_address(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["10.0.0.1", "0.0.0.0", "::"] {
+        for ip in ["0.0.0.0", "::", "::ffff:192.0.2.1"] {
             assert!(!documentation_address(ip.parse().unwrap()), "{ip}");
         }
     }
