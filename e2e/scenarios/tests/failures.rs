@@ -22,7 +22,7 @@ use ferrolb_lab::Lab;
 use ferrolb_lab::cluster::prefix;
 use ferrolb_lab::faults::{block_gossip, heal_gossip, set_node_link};
 use ferrolb_lab::forgery::{Forgery, captured_udp_payloads, forged, send_from_client};
-use ferrolb_lab::prober::{Prober, now_us};
+use ferrolb_lab::prober::{ProbeReport, Prober, now_us};
 use ferrolb_lab::process::Signal;
 use ferrolb_lab::scrape::{SpeakerView, announcers, speaker_view};
 use ferrolb_lab::topology::{client_ns, command_in, in_ns, mac_of, node_ip, node_name, node_ns};
@@ -154,13 +154,7 @@ fn rolling_restart_of_the_owner_speaker_loses_no_probe() {
             }
         });
         let report = prober.stop().unwrap();
-        // Who served the client from SIGTERM on, each time it changed.
-        let mut timeline: Vec<(u64, &str)> = Vec::new();
-        for (at, node) in report.replies_since(term) {
-            if timeline.last().is_none_or(|(_, n)| *n != node) {
-                timeline.push((at.saturating_sub(term) / 1000, node));
-            }
-        }
+        let timeline = who_served(&report, term);
         eprintln!(
             "SIGTERM of node-{owner}'s speaker (exited after {took:?}), restarted {} ms after SIGTERM: {} probes, {} lost, {} reset by a move, longest gap {:.0} ms; served by (ms after SIGTERM, node): {timeline:?}",
             (restarted - term) / 1000,
@@ -169,18 +163,7 @@ fn rolling_restart_of_the_owner_speaker_loses_no_probe() {
             report.reset,
             report.longest_gap.as_secs_f64() * 1000.0,
         );
-        let lost: Vec<String> = report
-            .records
-            .iter()
-            .filter(|r| r.node().is_none())
-            .map(|r| {
-                format!(
-                    "{}ms:{:?}",
-                    (r.sent_us.saturating_sub(term)) / 1000,
-                    r.outcome
-                )
-            })
-            .collect();
+        let lost = unanswered(&report, term);
         // No probe went unanswered. (A connection open at the instant the client's neighbour
         // entry moves to the other node is reset by that node, which has no state for it: the
         // cost of any layer 2 move, counted apart as `reset`.)
@@ -213,6 +196,33 @@ fn rolling_restart_of_the_owner_speaker_loses_no_probe() {
             "{new} reported a conflict at the handover:\n{log}"
         );
     }
+}
+
+/// Who served the client from `since_us` on, each time it changed: (ms after, node).
+fn who_served(report: &ProbeReport, since_us: u64) -> Vec<(u64, &str)> {
+    let mut timeline: Vec<(u64, &str)> = Vec::new();
+    for (at, node) in report.replies_since(since_us) {
+        if timeline.last().is_none_or(|(_, n)| *n != node) {
+            timeline.push((at.saturating_sub(since_us) / 1000, node));
+        }
+    }
+    timeline
+}
+
+/// The probes nobody answered, as "ms after `since_us`:outcome".
+fn unanswered(report: &ProbeReport, since_us: u64) -> Vec<String> {
+    report
+        .records
+        .iter()
+        .filter(|r| r.node().is_none())
+        .map(|r| {
+            format!(
+                "{}ms:{:?}",
+                r.sent_us.saturating_sub(since_us) / 1000,
+                r.outcome
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -325,151 +335,162 @@ fn membership_log_lines(lab: &Lab) -> usize {
 fn forged_and_replayed_gossip_and_malformed_l2_floods_change_nothing() {
     let lab = lab("f");
     let prefix = lab.prefix();
-    {
-        let ips = lab.serve(0).unwrap();
-        let ip = &ips[0];
-        let owners = lab
-            .wait_settled(&ips, Duration::from_secs(1), PATIENCE)
-            .unwrap();
-        let before: Vec<SpeakerView> = lab
-            .speaker_views()
-            .into_iter()
-            .map(Option::unwrap)
-            .collect();
-        let membership_before = membership_log_lines(&lab);
-        let owner_mac = mac_of(&node_ns(prefix, owners[0]), "eth0").unwrap();
+    let ips = lab.serve(0).unwrap();
+    let ip = &ips[0];
+    let owners = lab
+        .wait_settled(&ips, Duration::from_secs(1), PATIENCE)
+        .unwrap();
+    let before: Vec<SpeakerView> = lab
+        .speaker_views()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let membership_before = membership_log_lines(&lab);
 
-        // A real datagram to node-1, captured on its link, sent again from the client: node-1
-        // has seen its nonce (replayed).
-        let captured = captured_udp_payloads(prefix, 1, 3).unwrap();
-        let captured_at = Instant::now();
-        let speaker1: SocketAddr = format!("{}:7946", node_ip(1)).parse().unwrap();
-        send_from_client(prefix, speaker1, &captured).unwrap();
-        // Forgeries to every speaker.
-        let real = &captured[0];
-        for node in 1..=NODES {
-            let to: SocketAddr = format!("{}:7946", node_ip(node)).parse().unwrap();
-            let seed = u64::from(node);
-            let mut datagrams = forged(Forgery::Random, 100, seed, None);
-            datagrams.extend(forged(Forgery::WrongKey, 50, seed + 10, None));
-            datagrams.extend(forged(Forgery::SpoofedKeyId, 50, seed + 20, Some(real)));
-            datagrams.extend(forged(Forgery::Tampered, 50, seed + 30, Some(real)));
-            send_from_client(prefix, to, &datagrams).unwrap();
-        }
+    // A real datagram to node-1, captured on its link, sent again from the client: node-1 has
+    // seen its nonce (replayed).
+    let captured = captured_udp_payloads(prefix, 1, 3).unwrap();
+    let captured_at = Instant::now();
+    let speaker1: SocketAddr = format!("{}:7946", node_ip(1)).parse().unwrap();
+    send_from_client(prefix, speaker1, &captured).unwrap();
+    send_forgeries(prefix, &captured[0]);
 
-        // Malformed ARP frames flood the link from the client while it asks for the IP over ARP
-        // and fetches it over HTTP.
-        let flooding = Arc::new(AtomicBool::new(true));
-        let flooder = {
-            let flooding = flooding.clone();
-            let ns = client_ns(prefix);
-            let tool = ferrolb_lab::binaries::binary("ferrolb-lab")
-                .unwrap()
-                .display()
-                .to_string();
-            std::thread::spawn(move || {
-                let mut rounds = 0u32;
-                while flooding.load(Ordering::Relaxed) {
-                    let ok = command_in(&ns, &tool)
-                        // 50,000 malformed frames a second, the rate l2-bench shows a
-                        // release speaker answering in full; the lab runs debug builds.
-                        .args([
-                            "flood", "--iface", "eth0", "--count", "20000", "--rate", "50000",
-                        ])
-                        .stdout(Stdio::null())
-                        .status()
-                        .is_ok_and(|s| s.success());
-                    assert!(ok, "ferrolb-lab flood failed");
-                    rounds += 1;
-                }
-                rounds
-            })
-        };
-        let mut answers = Vec::new();
-        for _ in 0..3 {
-            answers.push((arping_reply(prefix, ip), http_answer(prefix, ip)));
-        }
-        flooding.store(false, Ordering::Relaxed);
-        let rounds = flooder.join().unwrap();
-        assert!(
-            rounds >= 2,
-            "the flood ran during the checks ({rounds} rounds)"
-        );
-        for (arp, http) in &answers {
-            let arp = arp.as_deref().unwrap_or("no ARP reply");
-            assert!(
-                arp.contains(&owner_mac),
-                "ARP for {ip} answered by the owner ({owner_mac}) during the flood: {arp}"
-            );
-            assert_eq!(
-                http.as_deref(),
-                Some(node_name(owners[0]).as_str()),
-                "HTTP to {ip} served during the flood"
-            );
-        }
+    answers_come_from_the_owner_during_a_malformed_flood(&lab, ip, owners[0]);
 
-        // Once the replay window (10 s) has passed, the same datagram is stale.
-        let window = Duration::from_millis(10_500);
-        if let Some(left) = window.checked_sub(captured_at.elapsed()) {
-            std::thread::sleep(left);
-        }
-        send_from_client(prefix, speaker1, &captured[..1]).unwrap();
-
-        // Speakers count what they dropped. (The counters are copied into the metrics when the
-        // speaker's main loop runs, which in a quiet cluster can be up to 30 s later.)
-        let start = Instant::now();
-        let after = lab.eventually(
-            "every speaker to count the dropped datagrams",
-            Duration::from_secs(45),
-            || {
-                let views: Vec<Option<SpeakerView>> = lab.speaker_views();
-                let done = views.iter().zip(&before).zip(1u8..).all(|((v, b), node)| {
-                    let Some(v) = v else { return false };
-                    let rose = |reason: &str, by: u64| v.dropped(reason) >= b.dropped(reason) + by;
-                    let common =
-                        rose("unknown_key", 50) && rose("forged", 100) && rose("malformed", 1);
-                    common && (node != 1 || (rose("replayed", 1) && rose("stale", 1)))
-                });
-                if done {
-                    Ok(views)
-                } else {
-                    Err(format!("before {before:?}, now {views:?}"))
-                }
-            },
-        );
-        eprintln!(
-            "drops counted in the metrics {:.1} s after the last datagram",
-            start.elapsed().as_secs_f64()
-        );
-        let malformed_frames: u64 = after.iter().flatten().map(|v| v.l2_malformed).sum::<u64>()
-            - before.iter().map(|v| v.l2_malformed).sum::<u64>();
-        assert!(
-            malformed_frames > 0,
-            "the speakers counted the malformed frames"
-        );
-        for (node, (v, b)) in (1..=NODES).zip(after.iter().zip(&before)) {
-            let v = v.as_ref().unwrap();
-            eprintln!("node-{node} gossip dropped: {:?}", v.dropped);
-            assert_eq!(
-                v.alive,
-                Some(u64::from(NODES)),
-                "node-{node} sees all alive"
-            );
-            assert_eq!(
-                v.owner_changes, b.owner_changes,
-                "node-{node}'s ownership never changed"
-            );
-        }
-        assert_eq!(
-            announcers(&after, ip),
-            vec![owners[0]],
-            "the owner is unchanged"
-        );
-        assert_eq!(
-            membership_log_lines(&lab),
-            membership_before,
-            "no membership change was logged"
-        );
-        assert!(speaker_view(prefix, owners[0]).is_some());
+    // Once the replay window (10 s) has passed, the same datagram is stale.
+    let window = Duration::from_millis(10_500);
+    if let Some(left) = window.checked_sub(captured_at.elapsed()) {
+        std::thread::sleep(left);
     }
+    send_from_client(prefix, speaker1, &captured[..1]).unwrap();
+
+    let after = drops_counted(&lab, &before);
+    let malformed_frames: u64 = after.iter().map(|v| v.l2_malformed).sum::<u64>()
+        - before.iter().map(|v| v.l2_malformed).sum::<u64>();
+    assert!(
+        malformed_frames > 0,
+        "the speakers counted the malformed frames"
+    );
+    for (node, (v, b)) in (1..=NODES).zip(after.iter().zip(&before)) {
+        eprintln!("node-{node} gossip dropped: {:?}", v.dropped);
+        assert_eq!(
+            v.alive,
+            Some(u64::from(NODES)),
+            "node-{node} sees all alive"
+        );
+        assert_eq!(
+            v.owner_changes, b.owner_changes,
+            "node-{node}'s ownership never changed"
+        );
+    }
+    let after: Vec<Option<SpeakerView>> = after.into_iter().map(Some).collect();
+    assert_eq!(
+        announcers(&after, ip),
+        vec![owners[0]],
+        "the owner is unchanged"
+    );
+    assert_eq!(
+        membership_log_lines(&lab),
+        membership_before,
+        "no membership change was logged"
+    );
+    assert!(speaker_view(prefix, owners[0]).is_some());
+}
+
+/// Random, wrongly keyed, key-id-spoofed and tampered datagrams to every speaker.
+fn send_forgeries(prefix: &str, real: &[u8]) {
+    for node in 1..=NODES {
+        let to: SocketAddr = format!("{}:7946", node_ip(node)).parse().unwrap();
+        let seed = u64::from(node);
+        let mut datagrams = forged(Forgery::Random, 100, seed, None);
+        datagrams.extend(forged(Forgery::WrongKey, 50, seed + 10, None));
+        datagrams.extend(forged(Forgery::SpoofedKeyId, 50, seed + 20, Some(real)));
+        datagrams.extend(forged(Forgery::Tampered, 50, seed + 30, Some(real)));
+        send_from_client(prefix, to, &datagrams).unwrap();
+    }
+}
+
+/// Malformed ARP frames flood the link from the client while it asks for `ip` over ARP and
+/// fetches it over HTTP: the owner answers both every time.
+fn answers_come_from_the_owner_during_a_malformed_flood(lab: &Lab, ip: &str, owner: u8) {
+    let prefix = lab.prefix();
+    let owner_mac = mac_of(&node_ns(prefix, owner), "eth0").unwrap();
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flooder = {
+        let flooding = flooding.clone();
+        let ns = client_ns(prefix);
+        let tool = ferrolb_lab::binaries::binary("ferrolb-lab")
+            .unwrap()
+            .display()
+            .to_string();
+        std::thread::spawn(move || {
+            let mut rounds = 0u32;
+            while flooding.load(Ordering::Relaxed) {
+                let ok = command_in(&ns, &tool)
+                    // 50,000 malformed frames a second, the rate l2-bench shows a release
+                    // speaker answering in full; the lab runs debug builds.
+                    .args([
+                        "flood", "--iface", "eth0", "--count", "20000", "--rate", "50000",
+                    ])
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "ferrolb-lab flood failed");
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push((arping_reply(prefix, ip), http_answer(prefix, ip)));
+    }
+    flooding.store(false, Ordering::Relaxed);
+    let rounds = flooder.join().unwrap();
+    assert!(
+        rounds >= 2,
+        "the flood ran during the checks ({rounds} rounds)"
+    );
+    for (arp, http) in &answers {
+        let arp = arp.as_deref().unwrap_or("no ARP reply");
+        assert!(
+            arp.contains(&owner_mac),
+            "ARP for {ip} answered by the owner ({owner_mac}) during the flood: {arp}"
+        );
+        assert_eq!(
+            http.as_deref(),
+            Some(node_name(owner).as_str()),
+            "HTTP to {ip} served during the flood"
+        );
+    }
+}
+
+/// Waits until every speaker counts what it dropped, by reason, and returns their views. (The
+/// counters reach the metrics when the speaker's main loop runs, which in a quiet cluster can be
+/// up to 30 s later.)
+fn drops_counted(lab: &Lab, before: &[SpeakerView]) -> Vec<SpeakerView> {
+    let start = Instant::now();
+    let after = lab.eventually(
+        "every speaker to count the dropped datagrams",
+        Duration::from_secs(45),
+        || {
+            let views: Vec<Option<SpeakerView>> = lab.speaker_views();
+            let done = views.iter().zip(before).zip(1u8..).all(|((v, b), node)| {
+                let Some(v) = v else { return false };
+                let rose = |reason: &str, by: u64| v.dropped(reason) >= b.dropped(reason) + by;
+                let common = rose("unknown_key", 50) && rose("forged", 100) && rose("malformed", 1);
+                common && (node != 1 || (rose("replayed", 1) && rose("stale", 1)))
+            });
+            if done {
+                Ok(views)
+            } else {
+                Err(format!("before {before:?}, now {views:?}"))
+            }
+        },
+    );
+    eprintln!(
+        "drops counted in the metrics {:.1} s after the last datagram",
+        start.elapsed().as_secs_f64()
+    );
+    after.into_iter().map(Option::unwrap).collect()
 }

@@ -547,8 +547,16 @@ fn a_foreign_writer_flipping_an_out_of_pool_ip_costs_at_most_one_write_per_chang
     let failures = counter("ferrolb_controller_allocation_failures_total") - failures_before;
     assert_eq!(failures, CHANGES as u64, "each change failed once");
 
+    no_version_carried_an_ip_outside_the_pool(&watch_log, CHANGES);
+    // The user sees why: a Warning naming the address the Service asks for now.
+    allocation_failures_name_the_requested_ip(&lab, OUT_OF_POOL[(CHANGES - 1) % 2], CHANGES);
+}
+
+/// Every version of the Service the watch wrote to `log` (at least `changes` of them) had its
+/// ingress IPs inside the lab pool.
+fn no_version_carried_an_ip_outside_the_pool(log: &std::path::Path, changes: usize) {
     let pool: IpNet = POOL_V4.parse().unwrap();
-    let text = std::fs::read_to_string(&watch_log).unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
     let versions: Vec<Value> = serde_json::Deserializer::from_str(&text)
         .into_iter::<Value>()
         .map(Result::unwrap)
@@ -558,7 +566,7 @@ fn a_foreign_writer_flipping_an_out_of_pool_ip_costs_at_most_one_write_per_chang
         .filter_map(|v| v["spec"]["loadBalancerIP"].as_str())
         .collect();
     assert!(
-        requested.len() >= CHANGES,
+        requested.len() >= changes,
         "the watch saw every change: {requested:?}"
     );
     for version in &versions {
@@ -570,13 +578,14 @@ fn a_foreign_writer_flipping_an_out_of_pool_ip_costs_at_most_one_write_per_chang
             );
         }
     }
+}
 
-    // The user sees why: a Warning naming the address the Service asks for now.
-    let current = OUT_OF_POOL[(CHANGES - 1) % 2];
+/// AllocationFailed Warnings were published for each of `changes` changes, one naming `current`.
+fn allocation_failures_name_the_requested_ip(lab: &Lab, current: &str, changes: usize) {
     let events = lab.eventually("AllocationFailed Events for every change", PATIENCE, || {
         let events = lab.events("AllocationFailed", "web").unwrap();
         let count: u64 = events.iter().map(occurrences).sum();
-        if count >= CHANGES as u64 {
+        if count >= changes as u64 {
             Ok(events)
         } else {
             Err(format!("{count} occurrence(s): {events:?}"))
