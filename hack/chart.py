@@ -364,6 +364,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"controller": {"leaderElection": False}}, "controller.leaderElection"),
     ({"controller": {"replicas": 1}}, "controller.podDisruptionBudget.minAvailable"),
     ({"speaker": {"metrics": {"port": 7946}}}, "speaker.metrics.port"),
+    ({"controller": {"metrics": {"bindAddress": ""}}}, "controller.metrics.bindAddress"),
     ({"speaker": {"interfaces": {"include": ["eth0", "lo"]}}}, "speaker.interfaces"),
 ]
 

@@ -197,6 +197,9 @@ Guards: values that render but cannot work.
 {{- if (eq (int .Values.speaker.metrics.port) (int .Values.gossip.port)) }}
 {{- fail (printf "speaker.metrics.port and gossip.port are both %d: the speaker runs on the host network and needs both ports on the node" (int .Values.gossip.port)) }}
 {{- end }}
+{{- if not .Values.controller.metrics.bindAddress }}
+{{- fail "controller.metrics.bindAddress is empty: give an address (0.0.0.0 or :: for all); only the speaker defaults to its node's IP" }}
+{{- end }}
 {{- range .Values.speaker.interfaces.include }}
 {{- if has . $.Values.speaker.interfaces.exclude }}
 {{- fail (printf "speaker.interfaces: %q is both included and excluded" .) }}

@@ -54,7 +54,12 @@ pub struct Args {
     #[arg(long, env = "FERROLB_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
     /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
+    #[arg(
+        long,
+        env = "FERROLB_METRICS_ADDR",
+        default_value = "0.0.0.0:7472",
+        value_parser = ferrolb_observe::listen::listen_addr
+    )]
     pub metrics_addr: SocketAddr,
     /// Log format.
     #[arg(long, env = "FERROLB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod exposition;
 pub mod http;
+pub mod listen;
 
 /// Sets up logging as `--log-format` says (`text` or `json`); the level comes from `RUST_LOG`
 /// (default `info`).

@@ -70,8 +70,14 @@ pub struct Args {
     /// over before this one stops.
     #[arg(long, env = "FERROLB_SHUTDOWN_GRACE", default_value = "2s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
-    /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
+    /// Address of /metrics, /healthz and /readyz (`IP:port`; an IPv6 address may be followed
+    /// by `:port` without brackets, as the chart writes the node's IP).
+    #[arg(
+        long,
+        env = "FERROLB_METRICS_ADDR",
+        default_value = "0.0.0.0:7472",
+        value_parser = ferrolb_observe::listen::listen_addr
+    )]
     pub metrics_addr: SocketAddr,
     /// Log format.
     #[arg(long, env = "FERROLB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
