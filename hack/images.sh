@@ -62,7 +62,7 @@ stage_rootfs() {
   install -m 0755 "$bin" "$root/usr/local/bin/ferrolb-$component"
   strip "$root/usr/local/bin/ferrolb-$component"
   # Every shared object the dynamic loader resolves, the loader itself included, at its path.
-  ldd "$bin" | awk '/=> \//{print $3} /^\s*\//{print $1}' | while read -r lib; do
+  ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done
