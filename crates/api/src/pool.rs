@@ -108,4 +108,8 @@ pub struct IPAddressPoolStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "schema::condition_list")]
     pub conditions: Vec<Condition>,
+    /// The pool's `spec.addresses` as the controller last accepted them as valid: speakers
+    /// answer for addresses in `spec.addresses` or here, so an invalid edit silences nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_valid_addresses: Option<Vec<String>>,
 }
