@@ -774,6 +774,8 @@ impl Engine {
             available_ipv4: saturate(stats.available_v4),
             available_ipv6: saturate(stats.available_v6),
             conditions,
+            // Written by CTL's change (issue 14 item 5); this branch only reads it.
+            last_valid_addresses: None,
         }
     }
 

@@ -1,11 +1,13 @@
 //! Turns the election's results into what this node must change: IPs it gained (start answering,
-//! send gratuitous ARP / unsolicited NA) and IPs it lost (stop answering). Pure: the L2 responder
-//! receives the changes through [`Announce`], so each side is tested alone.
+//! send gratuitous ARP / unsolicited NA) and IPs it lost (stop answering). Keyed by IP: the
+//! Services holding an IP may change (a shared IP gains or loses a Service) without the
+//! responder hearing of it. Pure: the L2 responder receives the changes through [`Announce`], so
+//! each side is tested alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::election::{Cluster, Interfaces, Ownership, ServiceFacts, decide_all};
+use crate::election::{Cluster, Decisions, Interfaces, Ownership, ServiceFacts, decide_all};
 
 /// One change of this node's announcements.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +16,8 @@ pub enum Change {
     Gained {
         /// The IP.
         ip: IpAddr,
-        /// Its Service, `namespace/name`.
-        service: String,
+        /// The Services holding it, `namespace/name`.
+        services: BTreeSet<String>,
         /// Where to answer.
         interfaces: Interfaces,
     },
@@ -23,9 +25,28 @@ pub enum Change {
     Lost {
         /// The IP.
         ip: IpAddr,
-        /// The Service it belonged to.
-        service: String,
+        /// The Services that held it.
+        services: BTreeSet<String>,
     },
+    /// Still answered the same way, but the Services holding `ip` changed (nothing for the
+    /// responder to do).
+    Holders {
+        /// The IP.
+        ip: IpAddr,
+        /// The Services holding it now.
+        services: BTreeSet<String>,
+        /// Those that held it before.
+        before: BTreeSet<String>,
+    },
+}
+
+impl Change {
+    /// The IP changed.
+    pub fn ip(&self) -> IpAddr {
+        match self {
+            Self::Gained { ip, .. } | Self::Lost { ip, .. } | Self::Holders { ip, .. } => *ip,
+        }
+    }
 }
 
 /// The receiving end of announcements (the L2 responder, or a test double).
@@ -46,13 +67,29 @@ pub trait Announce {
     /// Announce every answered IP once more (a member came back: clients that moved to an
     /// interim owner during a partition must come back).
     fn reannounce(&mut self) {}
+    /// The interfaces of this node that can carry Service IPs now (up, with carrier, passing
+    /// the name filter or named in `named`, the interfaces L2Advertisements name), for other
+    /// speakers to read; `None` when this responder does not know its links (a test double).
+    fn usable_interfaces(&mut self, named: &BTreeSet<String>) -> Option<BTreeSet<String>> {
+        let _ = named;
+        None
+    }
+}
+
+/// What this node announces for one IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    /// The Services holding it.
+    pub services: BTreeSet<String>,
+    /// Where it is answered.
+    pub interfaces: Interfaces,
 }
 
 /// This node's current announcements.
 #[derive(Debug, Clone)]
 pub struct Announcer {
     node: String,
-    current: BTreeMap<IpAddr, (String, Interfaces)>,
+    current: BTreeMap<IpAddr, Announced>,
 }
 
 impl Announcer {
@@ -64,43 +101,51 @@ impl Announcer {
         }
     }
 
-    /// Recomputes from a new view and returns the changes: every `Lost` before any `Gained`, so
-    /// an IP moving between Services is never answered twice.
+    /// Recomputes from a new view and returns the changes, every `Lost` before any `Gained`.
     pub fn update(&mut self, cluster: &Cluster, services: &[ServiceFacts]) -> Vec<Change> {
-        self.update_from(&decide_all(cluster, services), services)
+        self.update_from(&decide_all(cluster, services))
     }
 
-    /// [`Self::update`] from ownership already decided (see [`decide_all`]).
-    pub fn update_from(
-        &mut self,
-        ownership: &BTreeMap<String, Ownership>,
-        services: &[ServiceFacts],
-    ) -> Vec<Change> {
-        let mut desired: BTreeMap<IpAddr, (String, Interfaces)> = BTreeMap::new();
-        for svc in services {
-            if let Some(Ownership::Owner { node, interfaces }) = ownership.get(&svc.key)
-                && *node == self.node
+    /// [`Self::update`] from decisions already made (see [`decide_all`]).
+    pub fn update_from(&mut self, decisions: &Decisions) -> Vec<Change> {
+        let desired: BTreeMap<IpAddr, Announced> = decisions
+            .iter()
+            .filter_map(|(ip, d)| match &d.ownership {
+                Ownership::Owner { node, interfaces } if *node == self.node => Some((
+                    *ip,
+                    Announced {
+                        services: d.services.clone(),
+                        interfaces: interfaces.clone(),
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        let mut changes: Vec<Change> = self
+            .current
+            .iter()
+            .filter(|(ip, _)| !desired.contains_key(ip))
+            .map(|(ip, was)| Change::Lost {
+                ip: *ip,
+                services: was.services.clone(),
+            })
+            .collect();
+        for (ip, now) in &desired {
+            let was = self.current.get(ip);
+            if let Some(was) = was
+                && was.services != now.services
             {
-                for ip in &svc.ips {
-                    desired.insert(*ip, (svc.key.clone(), interfaces.clone()));
-                }
-            }
-        }
-        let mut changes = Vec::new();
-        for (ip, (service, _)) in &self.current {
-            if desired.get(ip).is_none_or(|(s, _)| s != service) {
-                changes.push(Change::Lost {
+                changes.push(Change::Holders {
                     ip: *ip,
-                    service: service.clone(),
+                    services: now.services.clone(),
+                    before: was.services.clone(),
                 });
             }
-        }
-        for (ip, (service, interfaces)) in &desired {
-            if self.current.get(ip) != Some(&(service.clone(), interfaces.clone())) {
+            if was.is_none_or(|w| w.interfaces != now.interfaces) {
                 changes.push(Change::Gained {
                     ip: *ip,
-                    service: service.clone(),
-                    interfaces: interfaces.clone(),
+                    services: now.services.clone(),
+                    interfaces: now.interfaces.clone(),
                 });
             }
         }
@@ -117,13 +162,14 @@ impl Announcer {
                     placed.push((*ip, to.gained(*ip, interfaces)));
                 }
                 Change::Lost { ip, .. } => to.lost(*ip),
+                Change::Holders { .. } => {}
             }
         }
         placed
     }
 
-    /// What this node announces now: IP → (Service, interfaces).
-    pub fn announced(&self) -> &BTreeMap<IpAddr, (String, Interfaces)> {
+    /// What this node announces now, by IP.
+    pub fn announced(&self) -> &BTreeMap<IpAddr, Announced> {
         &self.current
     }
 
@@ -132,9 +178,9 @@ impl Announcer {
         let changes = self
             .current
             .iter()
-            .map(|(ip, (service, _))| Change::Lost {
+            .map(|(ip, was)| Change::Lost {
                 ip: *ip,
-                service: service.clone(),
+                services: was.services.clone(),
             })
             .collect();
         self.current.clear();

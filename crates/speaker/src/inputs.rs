@@ -3,17 +3,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferrolb_api::annotations::IP_ALLOCATED_FROM_POOL;
 use ferrolb_api::{IPAddressPool, L2Advertisement};
-use ferrolb_ipam::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
-use k8s_openapi::api::core::v1::{Node as KubeNode, Service};
+use ferrolb_ipam::{AddrRange, LabelSelector, LabelSelectorRequirement, SelectorOperator};
+use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeSelector;
 
-use crate::election::{Advertisement, Node, ServiceFacts};
+use crate::election::{Advertisement, Node, PoolFacts, ServiceFacts};
 
 /// Label EndpointSlices carry to name their Service.
 const SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
+
+/// Annotation each speaker writes on its own Pod: the interfaces of its node that can carry
+/// Service IPs, comma separated (empty: none). Every speaker reads them all, so every speaker
+/// leaves the same nodes out of the candidates.
+pub const USABLE_INTERFACES: &str = "ferrolb.io/usable-interfaces";
 
 /// A Kubernetes label selector for the election; an unknown operator matches nothing, so a typo
 /// never widens who announces.
@@ -59,18 +63,59 @@ pub fn advertisement(ad: &L2Advertisement) -> Advertisement {
     }
 }
 
-/// Pool labels by name, for `ipAddressPoolSelectors`.
-pub fn pool_labels<'a>(
+/// Every pool by name, with its labels and addresses: the entries of `spec.addresses` that
+/// parse and those of `status.lastValidAddresses` (what the controller last accepted), so an edit
+/// that breaks a pool silences none of the addresses it held.
+pub fn pools<'a>(
     pools: impl IntoIterator<Item = &'a IPAddressPool>,
-) -> BTreeMap<String, BTreeMap<String, String>> {
+) -> BTreeMap<String, PoolFacts> {
     pools
         .into_iter()
         .map(|p| {
-            (
-                p.metadata.name.clone().unwrap_or_default(),
-                p.metadata.labels.clone().unwrap_or_default(),
-            )
+            let last_valid = p
+                .status
+                .as_ref()
+                .and_then(|s| s.last_valid_addresses.as_ref());
+            let ranges = p
+                .spec
+                .addresses
+                .iter()
+                .chain(last_valid.into_iter().flatten())
+                .filter_map(|entry| AddrRange::parse(entry).ok())
+                .collect();
+            let facts = PoolFacts {
+                labels: p.metadata.labels.clone().unwrap_or_default(),
+                ranges,
+            };
+            (p.metadata.name.clone().unwrap_or_default(), facts)
         })
+        .collect()
+}
+
+/// The value of [`USABLE_INTERFACES`] for a set of interfaces.
+pub fn usable_value(interfaces: &BTreeSet<String>) -> String {
+    interfaces.iter().cloned().collect::<Vec<_>>().join(",")
+}
+
+/// What a speaker Pod published in [`USABLE_INTERFACES`]; `None` when it published nothing.
+pub fn usable_interfaces(pod: &Pod) -> Option<BTreeSet<String>> {
+    let value = pod.metadata.annotations.as_ref()?.get(USABLE_INTERFACES)?;
+    Some(
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// Node → usable interfaces, for every speaker Pod that published them.
+pub fn usable_by_node<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    pods.into_iter()
+        .filter_map(|p| Some((p.spec.as_ref()?.node_name.clone()?, usable_interfaces(p)?)))
         .collect()
 }
 
@@ -161,12 +206,6 @@ pub fn service(
             svc.metadata.name.as_deref().unwrap_or_default()
         ),
         ips,
-        pool: svc
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| IP_ALLOCATED_FROM_POOL.get(a))
-            .map(str::to_owned),
         labels: svc.metadata.labels.clone().unwrap_or_default(),
         local,
         serving_nodes: serving_nodes(slices.iter().copied()),
@@ -211,7 +250,6 @@ mod tests {
         assert!(service(&svc(json!({})), None, &[]).is_none());
         let with_ip = svc(json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}));
         let facts = service(&with_ip, None, &[]).unwrap();
-        assert_eq!(facts.pool.as_deref(), Some("lan"));
         assert!(facts.local);
         assert!(service(&with_ip, Some("other"), &[]).is_none());
     }
@@ -231,5 +269,49 @@ mod tests {
             "status": {"conditions": [{"type": "NetworkUnavailable", "status": "True"}]}}))
         .unwrap();
         assert!(node(&n).network_unavailable);
+    }
+
+    #[test]
+    fn pool_addresses_are_the_parseable_spec_entries_and_the_last_valid_ones() {
+        let pool: IPAddressPool = serde_json::from_value(json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": "lan", "namespace": "ferrolb-system", "labels": {"tier": "web"}},
+            "spec": {"addresses": ["192.0.2.0/28", "not an address", "2001:db8::10-2001:db8::1f"]},
+            "status": {"lastValidAddresses": ["198.51.100.0/30"]},
+        }))
+        .unwrap();
+        let facts = &pools([&pool])["lan"];
+        assert_eq!(facts.labels.get("tier").map(String::as_str), Some("web"));
+        for inside in ["192.0.2.15", "2001:db8::1f", "198.51.100.3"] {
+            assert!(facts.contains(inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["192.0.2.16", "2001:db8::20", "198.51.100.4", "203.0.113.1"] {
+            assert!(!facts.contains(outside.parse().unwrap()), "{outside}");
+        }
+    }
+
+    #[test]
+    fn usable_interfaces_are_read_per_node_and_absent_means_unpublished() {
+        let pod = |node: &str, annotation: Option<&str>| -> Pod {
+            let mut v = json!({"metadata": {"name": format!("speaker-{node}")},
+                               "spec": {"nodeName": node, "containers": []}});
+            if let Some(a) = annotation {
+                v["metadata"]["annotations"] = json!({USABLE_INTERFACES: a});
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let pods = [
+            pod("a", Some("eth0, eth1")),
+            pod("b", Some("")),
+            pod("c", None),
+        ];
+        let usable = usable_by_node(&pods);
+        assert_eq!(
+            usable.get("a"),
+            Some(&BTreeSet::from(["eth0".into(), "eth1".into()]))
+        );
+        assert_eq!(usable.get("b"), Some(&BTreeSet::new()));
+        assert!(!usable.contains_key("c"));
+        assert_eq!(usable_value(&usable["a"]), "eth0,eth1");
     }
 }

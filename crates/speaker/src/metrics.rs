@@ -87,6 +87,9 @@ pub struct Metrics {
     pub owner_changes: Counter,
     /// 1 when kube-proxy runs in IPVS mode without strict ARP on this node.
     pub ipvs_strict_arp_missing: Gauge,
+    /// (Service, IP) pairs found outside every IPAddressPool and never answered, once per
+    /// change.
+    pub ip_not_in_pool: Counter,
 }
 
 impl Metrics {
@@ -100,6 +103,7 @@ impl Metrics {
             l2: L2Metrics::default(),
             owner_changes: Counter::default(),
             ipvs_strict_arp_missing: Gauge::default(),
+            ip_not_in_pool: Counter::default(),
         };
         registry.register(
             "ferrolb_speaker_announced",
@@ -126,6 +130,11 @@ impl Metrics {
             "ferrolb_speaker_ipvs_strict_arp_missing",
             "1 when kube-proxy runs in IPVS mode without strictARP on this node (every node then answers ARP for every Service IP)",
             m.ipvs_strict_arp_missing.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_ip_not_in_pool",
+            "Service IPs found outside every IPAddressPool (another writer put them in status); never answered",
+            m.ip_not_in_pool.clone(),
         );
         registry.register(
             "ferrolb_layer2_requests_received",

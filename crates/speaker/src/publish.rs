@@ -1,5 +1,6 @@
 //! Writes what [`crate::visibility`] decided: `ServiceL2Status` objects (server-side apply, as
-//! the speaker's field manager, owned by this speaker's pod so they go with it) and Events. One
+//! the speaker's field manager, owned by this speaker's pod so they go with it), Events, and the
+//! annotations the speaker publishes on its own Pod (its usable interfaces). One
 //! task, in order, so a delete never overtakes the apply before it; a failed write is logged and
 //! left to the next change (the runtime's plan is level-triggered against the watched objects).
 
@@ -10,7 +11,7 @@ use ferrolb_api::annotations::{
 };
 use ferrolb_api::{InterfaceInfo, ServiceL2Status, ServiceL2StatusStatus};
 use ferrolb_observe::events::{Events, Severity};
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -33,6 +34,15 @@ pub enum Output {
         note: String,
         /// Warning or Normal.
         severity: Severity,
+    },
+    /// An annotation on this speaker's own Pod.
+    Annotate {
+        /// The Pod, in the publisher's namespace.
+        pod: String,
+        /// Annotation key.
+        key: &'static str,
+        /// Value.
+        value: String,
     },
 }
 
@@ -125,6 +135,17 @@ pub async fn run(publisher: Publisher, mut outputs: UnboundedReceiver<Output>) {
             Output::Status(write, owner) => {
                 if let Err(e) = write_status(&publisher, &write, owner).await {
                     tracing::warn!(error = %e, ?write, "ServiceL2Status write failed");
+                }
+            }
+            Output::Annotate { pod, key, value } => {
+                let api: Api<Pod> = Api::namespaced(publisher.client.clone(), &publisher.namespace);
+                let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+                match api
+                    .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => tracing::debug!(%pod, key, %value, "pod annotated"),
+                    Err(e) => tracing::warn!(error = %e, %pod, key, "could not annotate own pod"),
                 }
             }
             Output::Event {

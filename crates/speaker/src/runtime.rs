@@ -28,7 +28,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 
 use crate::announcer::{Announce, Announcer, Change};
-use crate::election::{Cluster, Ownership, ServiceFacts, decide_all};
+use crate::election::{Cluster, Decisions, ServiceFacts, decide_all, owners_by_service};
 use crate::gossip::node::GossipStats;
 use crate::gossip::udp::GossipHandle;
 use crate::inputs;
@@ -36,7 +36,8 @@ use crate::l2::claim::L2Report;
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
 use crate::visibility::{
-    Notice, Notices, StatusBook, StatusObject, StatusWrite, reporter, status_name,
+    Notice, Notices, Refusals, StatusBook, StatusObject, StatusWrite, UsablePublisher, reporter,
+    status_name,
 };
 
 /// How long a speaker with peers waits to join them before deciding alone (peers that never
@@ -223,6 +224,18 @@ impl Stores {
             .collect()
     }
 
+    /// This speaker's Pod: `--pod-name`, else the running speaker Pod on this node.
+    fn own_pod_object(&self, config: &RuntimeConfig) -> Option<Arc<Pod>> {
+        match config.pod_name.as_deref() {
+            Some(name) => self
+                .pods
+                .get(&ObjectRef::new(name).within(&config.namespace)),
+            None => self.speaker_pods().into_iter().find(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(config.node.as_str())
+            }),
+        }
+    }
+
     /// The owner reference to this speaker's pod.
     fn own_pod(&self, config: &RuntimeConfig) -> Option<OwnerReference> {
         let name = config.pod_name.as_deref()?;
@@ -293,9 +306,8 @@ impl Stores {
                 .filter_map(|a| a.0.as_ref().ok())
                 .map(inputs::advertisement)
                 .collect(),
-            pool_labels: inputs::pool_labels(
-                self.pools.state().iter().filter_map(|p| p.0.as_ref().ok()),
-            ),
+            pools: inputs::pools(self.pools.state().iter().filter_map(|p| p.0.as_ref().ok())),
+            usable: inputs::usable_by_node(self.speaker_pods().iter().map(AsRef::as_ref)),
             ignore_exclude_lb: config.ignore_exclude_lb,
         };
         let slices = self.slices.state();
@@ -334,21 +346,29 @@ fn record_gossip(metrics: &Metrics, stats: &GossipStats, alive: usize) {
 }
 
 fn record_changes(metrics: &Metrics, node: &str, changes: &[Change]) {
+    let labels = |ip: &IpAddr, service: &String| AnnouncedLabels {
+        service: service.clone(),
+        node: node.to_owned(),
+        ip: ip.to_string(),
+        protocol: if ip.is_ipv4() { "ipv4" } else { "ipv6" },
+    };
     for change in changes {
-        let (ip, service, gained) = match change {
-            Change::Gained { ip, service, .. } => (ip, service, true),
-            Change::Lost { ip, service } => (ip, service, false),
+        let (ip, now, before) = match change {
+            Change::Gained { ip, services, .. } => (ip, Some(services), None),
+            Change::Lost { ip, services } => (ip, None, Some(services)),
+            Change::Holders {
+                ip,
+                services,
+                before,
+            } => (ip, Some(services), Some(before)),
         };
-        let labels = AnnouncedLabels {
-            service: service.clone(),
-            node: node.to_owned(),
-            ip: ip.to_string(),
-            protocol: if ip.is_ipv4() { "ipv4" } else { "ipv6" },
-        };
-        if gained {
-            metrics.announced.get_or_create(&labels).set(1);
-        } else {
-            metrics.announced.remove(&labels);
+        for service in before.into_iter().flatten() {
+            if !now.is_some_and(|n| n.contains(service)) {
+                metrics.announced.remove(&labels(ip, service));
+            }
+        }
+        for service in now.into_iter().flatten() {
+            metrics.announced.get_or_create(&labels(ip, service)).set(1);
         }
     }
 }
@@ -431,6 +451,8 @@ struct Announcing {
     services: BTreeSet<String>,
     book: StatusBook,
     notices: Notices,
+    refusals: Refusals,
+    usable: UsablePublisher,
     /// The kube-proxy IPVS problem last reported.
     ipvs: Option<String>,
 }
@@ -443,6 +465,8 @@ impl Announcing {
             services: BTreeSet::new(),
             book: StatusBook::new(node),
             notices: Notices::new(node),
+            refusals: Refusals::default(),
+            usable: UsablePublisher::default(),
             ipvs: None,
         }
     }
@@ -450,9 +474,11 @@ impl Announcing {
     /// Service → the interfaces it is answered on, for every Service this node announces.
     fn by_service(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (ip, (service, _)) in self.announcer.announced() {
-            let entry = services.entry(service.clone()).or_default();
-            entry.extend(self.placements.get(ip).into_iter().flatten().cloned());
+        for (ip, announced) in self.announcer.announced() {
+            for service in &announced.services {
+                let entry = services.entry(service.clone()).or_default();
+                entry.extend(self.placements.get(ip).into_iter().flatten().cloned());
+            }
         }
         services
     }
@@ -485,6 +511,7 @@ struct Runtime<'r, R> {
 impl<R: Announce> Runtime<'_, R> {
     /// One round: who is alive, who owns what, what to answer, what to tell operators.
     fn round(&mut self, view: &BTreeSet<String>) {
+        self.publish_usable_interfaces();
         let peers = self.stores.peers(&self.config);
         let peer_count = peers.len();
         self.gossip.set_peers(peers);
@@ -498,21 +525,53 @@ impl<R: Announce> Runtime<'_, R> {
         self.ready.store(true, Ordering::Relaxed);
         record_gossip(&self.metrics, &self.gossip.stats.borrow(), view.len());
         let (cluster, services) = self.stores.election_inputs(&self.config, view);
-        let ownership = decide_all(&cluster, &services);
-        let announced = self.announce(&ownership, &services);
+        let decisions = decide_all(&cluster, &services);
+        let refused = self.announcing.refusals.update(&decisions);
+        self.metrics.ip_not_in_pool.inc_by(refused);
+        let announced = self.announce(&decisions);
         self.reannounce_if_a_member_returned(view);
-        self.publish_notices(&cluster, view, &ownership, &announced);
-        self.write_statuses(&announced);
+        self.publish_notices(&cluster, view, &decisions, &announced);
+        self.write_statuses(&decisions, &announced);
+    }
+
+    /// Writes this node's usable interfaces on its Pod when they differ from what it says, so
+    /// every speaker leaves a node that cannot answer out of the candidates.
+    fn publish_usable_interfaces(&mut self) {
+        let Some(pod) = self.stores.own_pod_object(&self.config) else {
+            return;
+        };
+        let named: BTreeSet<String> = self
+            .stores
+            .ads
+            .state()
+            .iter()
+            .filter_map(|a| a.0.as_ref().ok())
+            .flat_map(|a| a.spec.interfaces.clone())
+            .collect();
+        let desired = self
+            .responder
+            .usable_interfaces(&named)
+            .map(|set| inputs::usable_value(&set));
+        let observed = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(inputs::USABLE_INTERFACES))
+            .map(String::as_str);
+        if let Some(value) = self.announcing.usable.plan(desired.as_deref(), observed) {
+            tracing::info!(pod = %pod.name_any(), interfaces = %value, "publishing usable interfaces");
+            let _ = self.outputs.send(Output::Annotate {
+                pod: pod.name_any(),
+                key: inputs::USABLE_INTERFACES,
+                value,
+            });
+        }
     }
 
     /// Hands this round's gains and losses to the responder; returns Service → interfaces for
     /// every Service this node announces now.
-    fn announce(
-        &mut self,
-        ownership: &BTreeMap<String, Ownership>,
-        services: &[ServiceFacts],
-    ) -> BTreeMap<String, BTreeSet<String>> {
-        let changes = self.announcing.announcer.update_from(ownership, services);
+    fn announce(&mut self, decisions: &Decisions) -> BTreeMap<String, BTreeSet<String>> {
+        let changes = self.announcing.announcer.update_from(decisions);
         record_changes(&self.metrics, &self.config.node, &changes);
         let placed = Announcer::apply(&changes, self.responder);
         self.announcing.record(&changes, placed);
@@ -542,7 +601,7 @@ impl<R: Announce> Runtime<'_, R> {
         &mut self,
         cluster: &Cluster,
         view: &BTreeSet<String>,
-        ownership: &BTreeMap<String, Ownership>,
+        decisions: &Decisions,
         announced: &BTreeMap<String, BTreeSet<String>>,
     ) {
         let has_interfaces: BTreeMap<String, bool> = announced
@@ -554,7 +613,7 @@ impl<R: Announce> Runtime<'_, R> {
         let notices = self
             .announcing
             .notices
-            .update(ownership, &has_interfaces, is_reporter);
+            .update(decisions, &has_interfaces, is_reporter);
         for notice in notices {
             self.send_notice(&notice);
         }
@@ -574,10 +633,15 @@ impl<R: Announce> Runtime<'_, R> {
     }
 
     /// Brings the `ServiceL2Status` objects in line with what this node announces.
-    fn write_statuses(&mut self, announced: &BTreeMap<String, BTreeSet<String>>) {
+    fn write_statuses(
+        &mut self,
+        decisions: &Decisions,
+        announced: &BTreeMap<String, BTreeSet<String>>,
+    ) {
         let owner = self.stores.own_pod(&self.config);
         let observed = self.stores.status_objects();
-        for write in self.announcing.book.plan(announced, &observed) {
+        let owners = owners_by_service(decisions);
+        for write in self.announcing.book.plan(announced, &owners, &observed) {
             let _ = self.outputs.send(Output::Status(write, owner.clone()));
         }
     }
@@ -599,10 +663,7 @@ impl<R: Announce> Runtime<'_, R> {
         else {
             return;
         };
-        let Some((service, _)) = self.announcing.announcer.announced().get(ip) else {
-            return;
-        };
-        let Some(regarding) = self.stores.service_ref(service) else {
+        let Some(announced) = self.announcing.announcer.announced().get(ip) else {
             return;
         };
         let action = if *withdrawn {
@@ -610,12 +671,17 @@ impl<R: Announce> Runtime<'_, R> {
         } else {
             "this node announces it anyway (--conflict-policy warn); clients may reach either host"
         };
-        let _ = self.outputs.send(Output::Event {
-            regarding,
-            reason: "IPConflict",
-            note: format!("{ip} is also answered for by MAC {mac} on {interface}: {action}"),
-            severity: Severity::Warning,
-        });
+        for service in &announced.services {
+            let Some(regarding) = self.stores.service_ref(service) else {
+                continue;
+            };
+            let _ = self.outputs.send(Output::Event {
+                regarding,
+                reason: "IPConflict",
+                note: format!("{ip} is also answered for by MAC {mac} on {interface}: {action}"),
+                severity: Severity::Warning,
+            });
+        }
     }
 
     /// Reports (once per change) when kube-proxy runs in IPVS mode without strict ARP.
@@ -672,8 +738,10 @@ impl<R: Announce> Runtime<'_, R> {
         // yet); the next owner writes its own.
         let services: BTreeSet<&String> = changes
             .iter()
-            .map(|c| match c {
-                Change::Gained { service, .. } | Change::Lost { service, .. } => service,
+            .flat_map(|c| match c {
+                Change::Gained { services, .. }
+                | Change::Lost { services, .. }
+                | Change::Holders { services, .. } => services,
             })
             .collect();
         for service in services {
@@ -746,6 +814,8 @@ pub async fn run(
             }
             Wake::LinksChanged => runtime.relink(),
             Wake::Recheck => {
+                // A usable-interfaces write that did not land is sent again.
+                runtime.announcing.usable.retry();
                 if runtime.config.check_ipvs {
                     runtime.check_ipvs();
                 }

@@ -1,19 +1,25 @@
 //! What operators see of the speakers' decisions, decided without I/O: which `ServiceL2Status`
 //! objects to write or delete ([`StatusBook`]) and which Events to publish ([`Notices`]).
 //!
-//! Writes happen only on change: an owner writes its object when it starts announcing a Service
-//! or its interfaces change, deletes it when it stops, and once, on taking a Service over,
-//! deletes the objects other nodes left behind (a dead node cannot delete its own). It never
-//! deletes others' objects again for that Service, so two nodes that both believe they own an IP
-//! (a partition) each keep one object instead of deleting each other's in a loop.
+//! There is one `ServiceL2Status` per (Service, announcing node): ownership is per IP, so a
+//! dual-stack Service whose IPv4 and IPv6 addresses elect different nodes has two, one written by
+//! each node, each naming the interfaces that node answers on.
+//!
+//! Writes happen only on change: an owner writes its object when it starts announcing (an IP of)
+//! a Service or its interfaces change, deletes it when it stops, and once, on taking a Service
+//! over, deletes the objects left behind by nodes that no longer announce any of its IPs (a dead
+//! node cannot delete its own). It never deletes others' objects again for that Service, so two
+//! nodes that both believe they own an IP (a partition) each keep one object instead of deleting
+//! each other's in a loop.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
 use ferrolb_observe::events::Severity;
 
-use crate::election::{Ownership, Silence};
+use crate::election::{Decisions, Ownership, Silence};
 
 /// A `ServiceL2Status` as read from the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +91,12 @@ impl StatusBook {
     }
 
     /// The writes that bring the cluster's objects (`observed`, all nodes') in line with what
-    /// this node announces (`announcing`: Service → interfaces).
+    /// this node announces (`announcing`: Service → interfaces). `owners`: Service → the nodes
+    /// announcing any of its IPs in this node's view; their objects are never deleted.
     pub fn plan(
         &mut self,
         announcing: &BTreeMap<String, BTreeSet<String>>,
+        owners: &BTreeMap<String, BTreeSet<String>>,
         observed: &[StatusObject],
     ) -> Vec<StatusWrite> {
         let mut writes = Vec::new();
@@ -109,9 +117,11 @@ impl StatusBook {
                 self.seen.remove(service);
             }
             if self.takeover.remove(service) {
+                let owning = owners.get(service);
                 let others: Vec<&StatusObject> = observed
                     .iter()
                     .filter(|o| &o.service == service && o.node != self.node)
+                    .filter(|o| !owning.is_some_and(|nodes| nodes.contains(&o.node)))
                     .collect();
                 for other in others {
                     self.delete(&other.name, &mut writes);
@@ -154,10 +164,12 @@ pub enum Notice {
         /// This node.
         node: String,
     },
-    /// Nobody may announce the Service (Warning).
+    /// Nobody may announce an IP of the Service (Warning).
     Silent {
         /// Service.
         service: String,
+        /// The IP.
+        ip: IpAddr,
         /// Why.
         reason: Silence,
     },
@@ -184,6 +196,10 @@ impl Notice {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NodeAssigned { .. } => "NodeAssigned",
+            Self::Silent {
+                reason: Silence::NotInPool,
+                ..
+            } => "IPNotInPool",
             Self::Silent { .. } => "NotAnnounced",
             Self::NoInterface { .. } => "NoInterface",
         }
@@ -203,8 +219,8 @@ impl Notice {
             Self::NodeAssigned { node, .. } => {
                 format!("announcing from node \"{node}\" with protocol \"layer2\"")
             }
-            Self::Silent { reason, .. } => {
-                format!("no node announces this Service's IP: {}", reason.explain())
+            Self::Silent { ip, reason, .. } => {
+                format!("no node announces {ip}: {}", reason.explain())
             }
             Self::NoInterface { node, .. } => format!(
                 "node \"{node}\" was elected to announce this Service but has none of the interfaces the L2Advertisement names (or none usable); nothing is announced"
@@ -219,8 +235,8 @@ pub struct Notices {
     node: String,
     /// Services this node announces, and whether it found interfaces for them.
     announcing: BTreeMap<String, bool>,
-    /// Silences reported by this node, while it is the reporter.
-    silenced: BTreeMap<String, Silence>,
+    /// Silences reported by this node, while it is the reporter: (Service, IP) → why.
+    silenced: BTreeMap<(String, IpAddr), Silence>,
 }
 
 impl Notices {
@@ -237,7 +253,7 @@ impl Notices {
     /// reports silences (one node does, so each is reported once, not by every speaker).
     pub fn update(
         &mut self,
-        ownership: &BTreeMap<String, Ownership>,
+        decisions: &Decisions,
         placed: &BTreeMap<String, bool>,
         reporter: bool,
     ) -> Vec<Notice> {
@@ -262,23 +278,80 @@ impl Notices {
             self.silenced.clear();
             return notices;
         }
-        let silent: BTreeMap<String, Silence> = ownership
-            .iter()
-            .filter_map(|(s, v)| match v {
-                Ownership::Silent(reason) => Some((s.clone(), *reason)),
-                Ownership::Owner { .. } => None,
-            })
-            .collect();
-        for (service, reason) in &silent {
-            if self.silenced.get(service) != Some(reason) {
+        let silent = silences(decisions);
+        for ((service, ip), reason) in &silent {
+            if self.silenced.get(&(service.clone(), *ip)) != Some(reason) {
                 notices.push(Notice::Silent {
                     service: service.clone(),
+                    ip: *ip,
                     reason: *reason,
                 });
             }
         }
         self.silenced = silent;
         notices
+    }
+}
+
+/// (Service, IP) → why nobody announces it, for every silent IP.
+fn silences(decisions: &Decisions) -> BTreeMap<(String, IpAddr), Silence> {
+    decisions
+        .iter()
+        .filter_map(|(ip, d)| match d.ownership {
+            Ownership::Silent(reason) => Some((ip, &d.services, reason)),
+            Ownership::Owner { .. } => None,
+        })
+        .flat_map(|(ip, services, reason)| services.iter().map(move |s| ((s.clone(), *ip), reason)))
+        .collect()
+}
+
+/// The IPs in Service status that lie in no pool, as every speaker counts them
+/// (`ferrolb_speaker_ip_not_in_pool_total`): each (Service, IP) once per change.
+#[derive(Debug, Clone, Default)]
+pub struct Refusals {
+    refused: BTreeSet<(String, IpAddr)>,
+}
+
+impl Refusals {
+    /// How many (Service, IP) pairs `decisions` newly refuse as outside every pool.
+    pub fn update(&mut self, decisions: &Decisions) -> u64 {
+        let now: BTreeSet<(String, IpAddr)> = silences(decisions)
+            .into_iter()
+            .filter(|(_, reason)| *reason == Silence::NotInPool)
+            .map(|(key, _)| key)
+            .collect();
+        let new = now.difference(&self.refused).count();
+        self.refused = now;
+        u64::try_from(new).unwrap_or(u64::MAX)
+    }
+}
+
+/// When to write this speaker's usable interfaces on its Pod: when the Pod says otherwise and
+/// that value has not been sent already (a failed write is sent again after [`Self::retry`]).
+#[derive(Debug, Clone, Default)]
+pub struct UsablePublisher {
+    sent: Option<String>,
+}
+
+impl UsablePublisher {
+    /// The value to write, if any. `desired`: this node's usable interfaces now (`None`:
+    /// unknown); `observed`: the Pod's annotation as last read.
+    pub fn plan(&mut self, desired: Option<&str>, observed: Option<&str>) -> Option<String> {
+        let desired = desired?;
+        if observed == Some(desired) {
+            self.sent = None;
+            return None;
+        }
+        if self.sent.as_deref() == Some(desired) {
+            return None;
+        }
+        self.sent = Some(desired.to_owned());
+        self.sent.clone()
+    }
+
+    /// Forgets what was sent, so a write that did not land is sent again.
+    pub fn retry(&mut self) {
+        self.sent = None;
     }
 }
 
@@ -290,8 +363,20 @@ pub fn reporter<'a>(alive: impl IntoIterator<Item = &'a String>) -> Option<&'a S
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::election::Interfaces;
+    use crate::election::{Decision, Interfaces};
+
+    fn none() -> BTreeMap<String, BTreeSet<String>> {
+        BTreeMap::new()
+    }
+
+    fn decision(services: &[&str], ownership: Ownership) -> Decision {
+        Decision {
+            services: set(services),
+            ownership,
+        }
+    }
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| (*s).to_owned()).collect()
@@ -310,23 +395,23 @@ mod tests {
     fn an_owner_writes_once_and_again_only_on_change() {
         let mut book = StatusBook::new("a");
         let mut announcing = BTreeMap::from([("ns/web".to_owned(), set(&["eth0"]))]);
-        let first = book.plan(&announcing, &[]);
+        let first = book.plan(&announcing, &none(), &[]);
         assert!(matches!(&first[..], [StatusWrite::Apply { service, .. }] if service == "ns/web"));
         // The write is not visible yet: nothing is written twice.
-        assert_eq!(book.plan(&announcing, &[]), []);
+        assert_eq!(book.plan(&announcing, &none(), &[]), []);
         let observed = [object("ns/web", "a", &["eth0"])];
-        assert_eq!(book.plan(&announcing, &observed), []);
+        assert_eq!(book.plan(&announcing, &none(), &observed), []);
         announcing.insert("ns/web".into(), set(&["eth0", "eth1"]));
-        assert_eq!(book.plan(&announcing, &observed).len(), 1);
+        assert_eq!(book.plan(&announcing, &none(), &observed).len(), 1);
     }
 
     #[test]
     fn an_object_deleted_by_someone_else_is_written_again() {
         let mut book = StatusBook::new("a");
         let announcing = BTreeMap::from([("ns/web".to_owned(), set(&["eth0"]))]);
-        book.plan(&announcing, &[]);
-        book.plan(&announcing, &[object("ns/web", "a", &["eth0"])]);
-        assert_eq!(book.plan(&announcing, &[]).len(), 1);
+        book.plan(&announcing, &none(), &[]);
+        book.plan(&announcing, &none(), &[object("ns/web", "a", &["eth0"])]);
+        assert_eq!(book.plan(&announcing, &none(), &[]).len(), 1);
     }
 
     #[test]
@@ -335,13 +420,13 @@ mod tests {
         let announcing = BTreeMap::from([("ns/web".to_owned(), set(&["eth0"]))]);
         let old = object("ns/web", "a", &["eth0"]);
         book.took_over("ns/web");
-        let writes = book.plan(&announcing, std::slice::from_ref(&old));
+        let writes = book.plan(&announcing, &none(), std::slice::from_ref(&old));
         assert!(writes.contains(&StatusWrite::Delete {
             name: old.name.clone()
         }));
         // A partitioned node that recreates its object is left alone.
         let mine = object("ns/web", "b", &["eth0"]);
-        assert_eq!(book.plan(&announcing, &[old, mine]), []);
+        assert_eq!(book.plan(&announcing, &none(), &[old, mine]), []);
     }
 
     #[test]
@@ -351,14 +436,14 @@ mod tests {
             object("ns/web", "a", &["eth0"]),
             object("ns/web", "b", &["eth0"]),
         ];
-        let writes = book.plan(&BTreeMap::new(), &observed);
+        let writes = book.plan(&BTreeMap::new(), &none(), &observed);
         assert_eq!(
             writes,
             [StatusWrite::Delete {
                 name: status_name("ns/web", "a")
             }]
         );
-        assert_eq!(book.plan(&BTreeMap::new(), &observed), []);
+        assert_eq!(book.plan(&BTreeMap::new(), &none(), &observed), []);
     }
 
     #[test]
@@ -368,25 +453,46 @@ mod tests {
             node: "a".into(),
             interfaces: Interfaces::All,
         };
-        let ownership = BTreeMap::from([
-            ("ns/web".to_owned(), owner),
+        let decisions = Decisions::from([
+            ("192.0.2.1".parse().unwrap(), decision(&["ns/web"], owner)),
             (
-                "ns/db".to_owned(),
-                Ownership::Silent(Silence::NoAdvertisement),
+                "192.0.2.2".parse().unwrap(),
+                decision(&["ns/db"], Ownership::Silent(Silence::NoAdvertisement)),
             ),
         ]);
         let placed = BTreeMap::from([("ns/web".to_owned(), true)]);
-        let first = notices.update(&ownership, &placed, true);
+        let first = notices.update(&decisions, &placed, true);
         assert_eq!(first.len(), 2, "{first:?}");
-        assert_eq!(notices.update(&ownership, &placed, true), []);
+        assert_eq!(notices.update(&decisions, &placed, true), []);
         // Losing and regaining is a new assignment.
-        notices.update(&ownership, &BTreeMap::new(), true);
-        let again = notices.update(&ownership, &placed, true);
+        notices.update(&decisions, &BTreeMap::new(), true);
+        let again = notices.update(&decisions, &placed, true);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].reason(), "NodeAssigned");
         // Not the reporter: no silences.
         let mut quiet = Notices::new("b");
-        assert_eq!(quiet.update(&ownership, &BTreeMap::new(), false), []);
+        assert_eq!(quiet.update(&decisions, &BTreeMap::new(), false), []);
+    }
+
+    #[test]
+    fn an_ip_outside_every_pool_is_reported_once_to_each_service_holding_it() {
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let decisions = Decisions::from([(
+            ip,
+            decision(&["ns/a", "ns/b"], Ownership::Silent(Silence::NotInPool)),
+        )]);
+        let mut notices = Notices::new("a");
+        let first = notices.update(&decisions, &BTreeMap::new(), true);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|n| n.reason() == "IPNotInPool"
+            && n.severity() == Severity::Warning
+            && n.note().contains("203.0.113.9")));
+        assert_eq!(notices.update(&decisions, &BTreeMap::new(), true), []);
+        let mut refusals = Refusals::default();
+        assert_eq!(refusals.update(&decisions), 2);
+        assert_eq!(refusals.update(&decisions), 0);
+        assert_eq!(refusals.update(&Decisions::new()), 0);
+        assert_eq!(refusals.update(&decisions), 2);
     }
 
     #[test]
@@ -396,6 +502,34 @@ mod tests {
         let first = notices.update(&BTreeMap::new(), &placed, false);
         assert!(first.iter().any(|n| n.reason() == "NoInterface"));
         assert_eq!(notices.update(&BTreeMap::new(), &placed, false), []);
+    }
+
+    #[test]
+    fn taking_over_one_ip_keeps_the_object_of_the_node_announcing_the_other() {
+        // A dual-stack Service: node a announces its IPv4 address, node b takes over its IPv6
+        // one. Both objects stay: each says truthfully that its node announces the Service.
+        let mut book = StatusBook::new("b");
+        let announcing = BTreeMap::from([("ns/web".to_owned(), set(&["eth0"]))]);
+        let owners = BTreeMap::from([("ns/web".to_owned(), set(&["a", "b"]))]);
+        let a = object("ns/web", "a", &["eth0"]);
+        let gone = object("ns/web", "c", &["eth0"]);
+        book.took_over("ns/web");
+        let writes = book.plan(&announcing, &owners, &[a.clone(), gone.clone()]);
+        assert!(writes.contains(&StatusWrite::Delete { name: gone.name }));
+        assert!(!writes.contains(&StatusWrite::Delete { name: a.name }));
+    }
+
+    #[test]
+    fn usable_interfaces_are_written_on_change_and_again_only_after_a_retry() {
+        let mut publisher = UsablePublisher::default();
+        assert_eq!(publisher.plan(None, None), None);
+        assert_eq!(publisher.plan(Some("eth0"), None).as_deref(), Some("eth0"));
+        // Not visible yet: not sent twice.
+        assert_eq!(publisher.plan(Some("eth0"), None), None);
+        publisher.retry();
+        assert_eq!(publisher.plan(Some("eth0"), None).as_deref(), Some("eth0"));
+        assert_eq!(publisher.plan(Some("eth0"), Some("eth0")), None);
+        assert_eq!(publisher.plan(Some(""), Some("eth0")).as_deref(), Some(""));
     }
 
     #[test]

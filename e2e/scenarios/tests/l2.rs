@@ -424,3 +424,42 @@ fn a_flood_of_malformed_frames_is_counted_and_answers_continue() {
         .unwrap();
     assert!(malformed > 1000, "malformed frames counted: {counters}");
 }
+
+/// The IPv6 multicast groups `host`'s link has joined (`ip -6 maddr show`).
+fn groups_joined(host: &Host) -> String {
+    let out = in_ns(&host.ns, &["ip", "-6", "maddr", "show", "dev", &host.iface]).unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
+fn withdrawing_one_of_two_ips_sharing_a_solicited_node_group_keeps_the_group_joined() {
+    // Same last 24 bits (05:00:a1): one solicited-node group, ff02::1:ff05:a1. veth links
+    // deliver multicast whether or not it is joined, so the join itself is what is checked (a
+    // real NIC drops NS to a group nobody joined, and the remaining IP goes unanswered).
+    const GROUP: &str = "ff02::1:ff05:a1";
+    let (_topo, a, _b, client) = lab("g");
+    let mut speaker = Responder::start(&a, &["2001:db8::5:a1", "2001:db8::1:5:a1"]);
+    let joined = |want: bool| {
+        eventually(
+            &format!("{GROUP} joined = {want} on {}", a.iface),
+            PATIENCE,
+            || {
+                let groups = groups_joined(&a);
+                if groups.contains(GROUP) == want {
+                    Ok(())
+                } else {
+                    Err(groups)
+                }
+            },
+        );
+    };
+    joined(true);
+    speaker.command("lose 2001:db8::5:a1");
+    joined(true);
+    let na = ndisc(&client, "2001:db8::1:5:a1").expect("the other IP is still answered");
+    assert!(na.contains(&mac_of(&a)), "{na}");
+    speaker.command("lose 2001:db8::1:5:a1");
+    joined(false);
+    speaker.stop();
+}

@@ -22,9 +22,10 @@ use test_apiserver::ApiServer;
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 const IP: &str = "192.0.2.5";
 
-/// The IPs one speaker announces: what its responder was told to gain and not yet to lose.
+/// The IPs one speaker announces: what its responder was told to gain and not yet to lose; and
+/// the interfaces it says can carry them (`None`: it does not say).
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<BTreeSet<IpAddr>>>);
+struct Shared(Arc<Mutex<BTreeSet<IpAddr>>>, Option<BTreeSet<String>>);
 
 impl Announce for Shared {
     fn gained(&mut self, ip: IpAddr, _: &Interfaces) -> Vec<String> {
@@ -33,6 +34,9 @@ impl Announce for Shared {
     }
     fn lost(&mut self, ip: IpAddr) {
         self.0.lock().unwrap().remove(&ip);
+    }
+    fn usable_interfaces(&mut self, _: &BTreeSet<String>) -> Option<BTreeSet<String>> {
+        self.1.clone()
     }
 }
 
@@ -49,6 +53,11 @@ struct Speakers {
 
 impl Speakers {
     async fn start(server: &ApiServer) -> Self {
+        Self::start_with(server, [None, None, None]).await
+    }
+
+    /// Starts the speakers, each saying its usable interfaces are `usable[i]`.
+    async fn start_with(server: &ApiServer, usable: [Option<BTreeSet<String>>; 3]) -> Self {
         let ports: Vec<u16> = NODES.iter().map(|_| free_port(true)).collect();
         let addrs: Vec<SocketAddr> = ports
             .iter()
@@ -82,7 +91,7 @@ impl Speakers {
                 pod_name: None,
                 check_ipvs: false,
             };
-            let mut responder = Shared::default();
+            let mut responder = Shared(Arc::default(), usable[i].clone());
             speakers.announced.push(responder.clone());
             let mut registry = prometheus_client::registry::Registry::default();
             let metrics = Arc::new(ferrolb_speaker::metrics::Metrics::new(&mut registry));
@@ -113,7 +122,12 @@ impl Speakers {
 
     /// Indices of the nodes announcing [`IP`].
     fn holders(&self) -> Vec<usize> {
-        let ip: IpAddr = IP.parse().unwrap();
+        self.holders_of(IP)
+    }
+
+    /// Indices of the nodes announcing `ip`.
+    fn holders_of(&self, ip: &str) -> Vec<usize> {
+        let ip: IpAddr = ip.parse().unwrap();
         (0..self.announced.len())
             .filter(|i| self.announced[*i].0.lock().unwrap().contains(&ip))
             .collect()
@@ -177,8 +191,13 @@ fn cluster_with_one_service(server: &ApiServer) {
         "web",
         json!({"metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}}}),
     );
+    set_ingress(server, "web", IP);
+}
+
+/// Writes `ip` into Service `default/name`'s status, as a controller (or anyone) would.
+fn set_ingress(server: &ApiServer, name: &str, ip: &str) {
     let services = server.store().resource("", "v1", "services").unwrap();
-    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": IP, "ipMode": "VIP"}]}}});
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}});
     let request = test_apiserver::store::PatchRequest {
         kind: test_apiserver::patch::PatchKind::Merge,
         body: &status,
@@ -187,8 +206,43 @@ fn cluster_with_one_service(server: &ApiServer) {
     let subresource = test_apiserver::store::Subresource::Status;
     server
         .store()
-        .patch(&services, "default", "web", request, subresource, "test")
+        .patch(&services, "default", name, request, subresource, "test")
         .unwrap();
+}
+
+/// Each speaker's Pod, running on its node: what says which nodes run a speaker (one of them
+/// reports silences), and where each publishes its usable interfaces.
+fn create_speaker_pods(server: &ApiServer) {
+    for node in NODES {
+        let pod = format!("speaker-{node}");
+        create(
+            server,
+            "",
+            "v1",
+            "pods",
+            NAMESPACE,
+            json!({"metadata": {"name": pod, "labels": {"app": "ferrolb-speaker"}},
+                   "spec": {"nodeName": node, "containers": [{"name": "speaker", "image": "ferrolb-speaker"}]}}),
+        );
+        let pods = server.store().resource("", "v1", "pods").unwrap();
+        let status = json!({"status": {"phase": "Running"}});
+        let request = test_apiserver::store::PatchRequest {
+            kind: test_apiserver::patch::PatchKind::Merge,
+            body: &status,
+            force: false,
+        };
+        server
+            .store()
+            .patch(
+                &pods,
+                NAMESPACE,
+                &pod,
+                request,
+                test_apiserver::store::Subresource::Status,
+                "test",
+            )
+            .unwrap();
+    }
 }
 
 /// Every `ServiceL2Status` as (announcing node, service namespace/name, interfaces).
@@ -297,5 +351,96 @@ async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
         },
     )
     .await;
+    speakers.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_outside_every_pool_is_answered_by_no_speaker_and_reported_once() {
+    const FOREIGN: &str = "203.0.113.9";
+    let server = server().await;
+    cluster_with_one_service(&server);
+    // Claimed to come from pool `lan` (the annotation is not trusted), written by another hand.
+    create_service(
+        &server,
+        "foreign",
+        json!({"metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}}}),
+    );
+    set_ingress(&server, "foreign", FOREIGN);
+    create_speaker_pods(&server);
+    let speakers = Speakers::start(&server).await;
+    let owner_index = NODES
+        .iter()
+        .position(|n| Some(*n) == owner(IP, NODES))
+        .unwrap();
+    speakers
+        .wait_sole_holder("the pool address to be announced", owner_index)
+        .await;
+    eventually_async(
+        "an IPNotInPool Event naming the foreign IP",
+        Duration::from_secs(10),
+        || match events(&server, "IPNotInPool").as_slice() {
+            [note] if note.contains(FOREIGN) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert_stays_quiet(
+        "a second IPNotInPool Event without a change",
+        Duration::from_secs(1),
+        || events(&server, "IPNotInPool").len(),
+    )
+    .await;
+    assert_eq!(
+        speakers.holders_of(FOREIGN),
+        Vec::<usize>::new(),
+        "nobody announces {FOREIGN}"
+    );
+    speakers.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_usable_interface_publishes_so_and_never_wins() {
+    let server = server().await;
+    cluster_with_one_service(&server);
+    create_speaker_pods(&server);
+    // The hash winner's links are all down.
+    let first = owner(IP, NODES).unwrap();
+    let usable = NODES.map(|n| {
+        Some(if n == first {
+            BTreeSet::new()
+        } else {
+            BTreeSet::from(["eth0".to_owned()])
+        })
+    });
+    let speakers = Speakers::start_with(&server, usable).await;
+    for node in NODES {
+        let want = if node == first { "" } else { "eth0" };
+        eventually_async(
+            &format!("{node}'s Pod to say its usable interfaces are {want:?}"),
+            Duration::from_secs(10),
+            || {
+                let pod = get(
+                    &server,
+                    ("", "v1", "pods"),
+                    NAMESPACE,
+                    &format!("speaker-{node}"),
+                );
+                let value = pod
+                    .as_ref()
+                    .map(|p| p["metadata"]["annotations"]["ferrolb.io/usable-interfaces"].clone());
+                if value == Some(json!(want)) {
+                    Ok(())
+                } else {
+                    Err(format!("{value:?}"))
+                }
+            },
+        )
+        .await;
+    }
+    let next = owner(IP, NODES.into_iter().filter(|n| *n != first)).unwrap();
+    let position = |node: &str| NODES.iter().position(|n| *n == node).unwrap();
+    speakers
+        .wait_sole_holder("the best node that can answer to announce", position(next))
+        .await;
     speakers.stop_all().await;
 }

@@ -154,12 +154,12 @@ fn ipv4_ipv6_and_dual_stack_service_ips_are_reachable_from_the_client() {
         .unwrap();
     lab.wait_answer_from(&v6_ip, &expected_owner(&v6_ip, &nodes), PATIENCE)
         .unwrap();
-    // Both addresses of a dual-stack Service are announced by the owner of its first one.
-    let dual_owner = expected_owner(&dual[0], &nodes);
-    lab.wait_answer_from(&dual[0], &dual_owner, PATIENCE)
-        .unwrap();
-    lab.wait_answer_from(&dual[1], &dual_owner, PATIENCE)
-        .unwrap();
+    // Ownership is per IP: each address of a dual-stack Service is announced by its own owner
+    // (so its IPv6 address agrees with any IPv6-only Service sharing it).
+    for ip in &dual {
+        lab.wait_answer_from(ip, &expected_owner(ip, &nodes), PATIENCE)
+            .unwrap();
+    }
     for ip in [&v4_ip, &v6_ip, &dual[0], &dual[1]] {
         let announcing =
             lab.eventually(

@@ -5,6 +5,8 @@
 //! every interface that is up, has a MAC, answers ARP (not NOARP), is not enslaved to a bond or
 //! bridge (the master answers for it), and does not match the exclude list.
 
+use std::collections::BTreeSet;
+
 use crate::election::Interfaces;
 
 /// Interface names skipped when no L2Advertisement names interfaces: loopback, container and
@@ -54,7 +56,7 @@ impl NameFilter {
 pub struct LinkInfo {
     /// Interface name.
     pub name: String,
-    /// Administratively and operationally up.
+    /// Administratively up (IFF_UP) and with carrier (IFF_RUNNING).
     pub up: bool,
     /// Hardware address, if it has one.
     pub mac: Option<[u8; 6]>,
@@ -91,10 +93,25 @@ pub fn select(links: &[LinkInfo], wanted: &Interfaces, filter: &NameFilter) -> V
     chosen
 }
 
+/// The interfaces that can carry Service IPs, for other speakers to read (see
+/// [`crate::inputs::USABLE_INTERFACES`]): usable links that the name filter allows or that an
+/// L2Advertisement names (`named`), since named interfaces are used whatever the filter says.
+pub fn usable_names(
+    links: &[LinkInfo],
+    filter: &NameFilter,
+    named: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    links
+        .iter()
+        .filter(|l| usable(l))
+        .filter(|l| filter.allows(&l.name) || named.contains(&l.name))
+        .map(|l| l.name.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
 
     fn link(name: &str) -> LinkInfo {
         LinkInfo {
@@ -166,5 +183,18 @@ mod tests {
         assert!(matches("docker*", "docker0"));
         assert!(!matches("lo", "lo0"));
         assert!(matches("lo", "lo"));
+    }
+
+    #[test]
+    fn usable_names_are_links_that_could_answer_now() {
+        let mut down = link("eth2");
+        down.up = false;
+        let links = [link("eth0"), link("veth0"), link("veth1"), link("lo"), down];
+        let named = BTreeSet::from(["veth1".into(), "eth2".into()]);
+        assert_eq!(
+            usable_names(&links, &excludes(), &named),
+            BTreeSet::from(["eth0".into(), "veth1".into()])
+        );
+        assert_eq!(usable_names(&[], &excludes(), &named), BTreeSet::new());
     }
 }

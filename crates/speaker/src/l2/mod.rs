@@ -1,8 +1,10 @@
 //! Layer 2 announcements: which interfaces answer ([`interfaces`]), the raw-socket responder
 //! ([`responder`]) and what it does per gained IP ([`claim`]), link change notices
-//! ([`linkwatch`]) and the kube-proxy IPVS check ([`ipvs`]).
+//! ([`linkwatch`]), the kube-proxy IPVS check ([`ipvs`]) and the IPv6 solicited-node group
+//! memberships, counted per link ([`groups`]).
 
 pub mod claim;
+pub mod groups;
 pub mod interfaces;
 pub mod ipvs;
 pub mod linkwatch;

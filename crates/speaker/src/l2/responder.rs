@@ -7,7 +7,7 @@
 //! Needs `CAP_NET_RAW` (packet sockets) only; joining multicast groups uses a plain UDP socket
 //! and watching links a netlink socket, neither of which needs a capability.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -22,7 +22,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use crate::announcer::Announce;
 use crate::election::Interfaces;
 use crate::l2::claim::{Claim, ClaimTiming, L2Report, LinkShared, Owned};
-use crate::l2::interfaces::{LinkInfo, NameFilter, select};
+use crate::l2::groups::Memberships;
+use crate::l2::interfaces::{LinkInfo, NameFilter, select, usable_names};
 use crate::metrics::{InterfaceLabel, IpLabel, L2Metrics};
 use prometheus_client::metrics::counter::Counter;
 
@@ -72,8 +73,10 @@ pub struct L2Responder {
     links: BTreeMap<String, Link>,
     /// IP → (what the advertisement asks for, interfaces it is answered on).
     placed: BTreeMap<IpAddr, (Interfaces, Vec<String>)>,
-    /// Solicited-node memberships: one UDP socket per (group, interface index).
+    /// Solicited-node memberships: one UDP socket per (group, interface index), held while
+    /// `memberships` says an answered IP needs it.
     groups: BTreeMap<(Ipv6Addr, u32), Socket>,
+    memberships: Memberships,
     metrics: L2Metrics,
     reports: UnboundedSender<L2Report>,
     last_scan: Vec<Scanned>,
@@ -96,7 +99,8 @@ fn link_info(iface: &NetworkInterface) -> LinkInfo {
         std::path::Path::new(&format!("/sys/class/net/{}/master", iface.name)).exists();
     LinkInfo {
         name: iface.name.clone(),
-        up: iface.is_up(),
+        // Up and with carrier: a link whose cable (or veth peer) is down cannot answer.
+        up: iface.is_up() && iface.is_running(),
         mac: iface.mac.map(|m| m.octets()),
         noarp: iface.flags & IFF_NOARP != 0,
         has_master,
@@ -194,6 +198,7 @@ impl L2Responder {
             links: BTreeMap::new(),
             placed: BTreeMap::new(),
             groups: BTreeMap::new(),
+            memberships: Memberships::default(),
             metrics,
             reports,
             last_scan: Vec::new(),
@@ -244,10 +249,9 @@ impl L2Responder {
     }
 
     fn join_group(&mut self, ip: Ipv6Addr, index: u32) {
-        let group = ferrolb_wire::solicited_node(ip);
-        if self.groups.contains_key(&(group, index)) {
+        let Some(group) = self.memberships.add(ip, index) else {
             return;
-        }
+        };
         let joined = Socket::new(Domain::IPV6, Type::DGRAM, None)
             .and_then(|s| s.join_multicast_v6(&group, index).map(|()| s));
         match joined {
@@ -255,8 +259,17 @@ impl L2Responder {
                 self.groups.insert((group, index), socket);
             }
             Err(e) => {
+                // Not counted as joined, so the next IP of the group tries again.
+                self.memberships.remove(ip, index);
                 tracing::warn!(%group, error = %e, "cannot join the solicited-node group; NS to it may not arrive on a real NIC")
             }
+        }
+    }
+
+    fn leave_group(&mut self, ip: Ipv6Addr, index: u32) {
+        if let Some(group) = self.memberships.remove(ip, index) {
+            // Dropping the socket leaves the group.
+            self.groups.remove(&(group, index));
         }
     }
 
@@ -307,8 +320,8 @@ impl L2Responder {
             .unwrap_or_else(PoisonError::into_inner)
             .forget(ip);
         if let IpAddr::V6(v6) = ip {
-            self.groups
-                .remove(&(ferrolb_wire::solicited_node(v6), link.index));
+            let index = link.index;
+            self.leave_group(v6, index);
         }
     }
 
@@ -356,6 +369,7 @@ impl L2Responder {
             if let Some(link) = self.links.remove(&name) {
                 tracing::info!(interface = %name, "interface gone or replaced; closing its socket");
                 self.groups.retain(|(_, index), _| *index != link.index);
+                self.memberships.forget_link(link.index);
             }
             // Its IPs are placed afresh below.
             for (_, names) in self.placed.values_mut() {
@@ -421,6 +435,14 @@ impl Announce for L2Responder {
                 link.shared.announce(ip, &self.metrics);
             }
         }
+    }
+
+    fn usable_interfaces(&mut self, named: &BTreeSet<String>) -> Option<BTreeSet<String>> {
+        if self.last_scan.is_empty() {
+            self.rescan();
+        }
+        let infos: Vec<LinkInfo> = self.last_scan.iter().map(|s| s.info.clone()).collect();
+        Some(usable_names(&infos, &self.config.filter, named))
     }
 
     fn relink(&mut self) -> Vec<(IpAddr, Vec<String>)> {

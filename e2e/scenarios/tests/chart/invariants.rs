@@ -197,6 +197,8 @@ fn check_gossip(set: &str, docs: &[Value], pod: &PodSpec, speaker: &Container) {
 const ALLOWED_WRITES: &[&str] = &[
     "services/status",
     "events",
+    // The speaker's own Pod: its usable interfaces (ferrolb.io/usable-interfaces).
+    "pods",
     "ipaddresspools",
     "ipaddresspools/status",
     "ipaddresspools/finalizers",
