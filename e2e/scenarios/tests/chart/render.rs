@@ -133,7 +133,8 @@ fn check_custom(docs: &[Value]) {
         ("FERROLB_REFRESH_INTERVAL", "30s"),
         ("FERROLB_IGNORE_EXCLUDE_LB", "true"),
         ("FERROLB_GOSSIP_PORT", "7947"),
-        ("FERROLB_METRICS_ADDR", "0.0.0.0:7473"),
+        // The node's own IP, not every address of the host (HOST_IP below).
+        ("FERROLB_METRICS_ADDR", "$(HOST_IP):7473"),
         ("RUST_LOG", "debug"),
         ("TZ", "UTC"),
     ] {
@@ -143,6 +144,18 @@ fn check_custom(docs: &[Value]) {
             "speaker {name}"
         );
     }
+    let host_ip = speaker
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "HOST_IP")
+        .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+        .map(|f| f.field_path.as_str());
+    assert_eq!(
+        host_ip,
+        Some("status.hostIP"),
+        "HOST_IP from the downward API"
+    );
     assert_eq!(
         speaker.args.as_deref(),
         Some(&["--shutdown-grace=3s".to_owned()][..])
