@@ -77,10 +77,12 @@ pub struct ServiceAllocation {
 
     /// Labels of namespaces whose Services may use the pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::selector_list")]
     pub namespace_selectors: Vec<LabelSelector>,
 
     /// Labels of Services that may use the pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::selector_list")]
     pub service_selectors: Vec<LabelSelector>,
 }
 
@@ -103,6 +105,12 @@ pub struct IPAddressPoolStatus {
     /// IPv6 addresses of the pool still free.
     #[serde(rename = "availableIPv6", default)]
     pub available_ipv6: i64,
+    /// The `spec.addresses` the controller last accepted as valid. While the current spec is
+    /// invalid (an entry that does not parse, an overlap with another pool), the controller keeps
+    /// serving the Services that hold addresses from these, across restarts and leader changes,
+    /// and gives out no new ones; speakers keep announcing them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_valid_addresses: Option<Vec<String>>,
     /// `Ready` (the pool is in use), `Overlapping` (it shares addresses with an older pool and is
     /// not used), `InUse` (held back from deletion while Services hold its addresses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
