@@ -97,6 +97,89 @@ struct PoolProblem {
     message: String,
 }
 
+/// The condition reason of a pool whose current spec is not used.
+pub const INVALID_POOL: &str = "InvalidPool";
+
+fn invalid_pool(why: &str, keeping: bool) -> PoolProblem {
+    let message = if keeping {
+        format!(
+            "the current spec is not used: {why}; Services keep the addresses they hold from \
+             status.lastValidAddresses, and no new ones are given out"
+        )
+    } else {
+        format!("the current spec is not used: {why}")
+    };
+    PoolProblem {
+        reason: INVALID_POOL,
+        message,
+    }
+}
+
+/// One pool on its way into the allocator: its current spec, and the pool of its last valid
+/// addresses to fall back to.
+struct PoolCandidate {
+    name: String,
+    addresses: Vec<String>,
+    current: Result<Pool, String>,
+    established: Option<Vec<String>>,
+    /// The established addresses as a draining pool.
+    fallback: Option<Pool>,
+    /// The current addresses are the established ones.
+    steady: bool,
+    use_fallback: bool,
+}
+
+impl PoolCandidate {
+    fn new(pool: &IPAddressPool, name: &str, established: Option<Vec<String>>) -> Self {
+        let draining = pool.metadata.deletion_timestamp.is_some();
+        let spec = convert::pool_spec(pool).map(|mut s| {
+            s.draining = draining;
+            s
+        });
+        let current = spec
+            .clone()
+            .and_then(|s| Pool::parse(s).map_err(|e| e.to_string()));
+        let established = established.filter(|a| !a.is_empty());
+        let fallback = established.as_ref().and_then(|addresses| {
+            // The current settings when they parse; otherwise a pool admitting every Service
+            // (it hands out nothing new anyway).
+            let mut s = spec.clone().unwrap_or_else(|_| PoolSpec::new(name, &[]));
+            s.addresses = addresses.clone();
+            s.draining = true;
+            Pool::parse(s).ok()
+        });
+        let steady = current.is_ok() && established.as_ref() == Some(&pool.spec.addresses);
+        Self {
+            name: name.to_owned(),
+            addresses: pool.spec.addresses.clone(),
+            use_fallback: current.is_err(),
+            current,
+            established,
+            fallback,
+            steady,
+        }
+    }
+
+    /// The pools to hand the allocator: established addresses first (in creation order), then
+    /// new and changed ones.
+    fn layout(candidates: &[Self]) -> Vec<Pool> {
+        let established = candidates.iter().filter_map(|c| {
+            if c.use_fallback {
+                c.fallback.clone()
+            } else if c.steady {
+                c.current.clone().ok()
+            } else {
+                None
+            }
+        });
+        let changed = candidates
+            .iter()
+            .filter(|c| !c.use_fallback && !c.steady)
+            .filter_map(|c| c.current.clone().ok());
+        established.chain(changed).collect()
+    }
+}
+
 /// The parts of a Service the engine decides on.
 #[derive(Debug, Clone)]
 struct ServiceView {
@@ -135,9 +218,10 @@ pub struct Engine {
     services: BTreeMap<ServiceKey, ServiceView>,
     pools: BTreeMap<String, IPAddressPool>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    /// Last spec of each pool that parsed, used while an edit makes it unparseable, so a typo
-    /// never takes addresses away from running Services.
-    last_good: BTreeMap<String, PoolSpec>,
+    /// The addresses of each pool last accepted as valid (`status.lastValidAddresses`): used
+    /// while an edit makes the pool unusable, so a typo or an overlap never takes addresses away
+    /// from running Services.
+    established: BTreeMap<String, Vec<String>>,
     problems: BTreeMap<String, PoolProblem>,
     /// What was last written to each Service and not yet seen back through the watch.
     expected: HashMap<ServiceKey, Desired>,
@@ -205,7 +289,8 @@ fn same_status(a: &IPAddressPoolStatus, b: &IPAddressPoolStatus) -> bool {
         b.assigned_ipv6,
         b.available_ipv4,
         b.available_ipv6,
-    ) && same_conditions(&a.conditions, &b.conditions)
+    ) && a.last_valid_addresses == b.last_valid_addresses
+        && same_conditions(&a.conditions, &b.conditions)
 }
 
 impl Engine {
@@ -217,7 +302,7 @@ impl Engine {
             services: BTreeMap::new(),
             pools: BTreeMap::new(),
             namespaces: BTreeMap::new(),
-            last_good: BTreeMap::new(),
+            established: BTreeMap::new(),
             problems: BTreeMap::new(),
             expected: HashMap::new(),
             failures: BTreeMap::new(),
@@ -365,7 +450,7 @@ impl Engine {
     /// A pool is gone.
     pub fn delete_pool(&mut self, name: &str) -> Vec<Action> {
         self.pools.remove(name);
-        self.last_good.remove(name);
+        self.established.remove(name);
         self.problems.remove(name);
         self.expected_pool_status.remove(name);
         self.expected_finalizers.remove(name);
@@ -580,6 +665,13 @@ impl Engine {
     }
 
     /// Sets the allocator's pools from the observed pool objects.
+    ///
+    /// A pool whose current spec cannot be used (it does not parse, or its new addresses overlap
+    /// another pool) falls back to its last valid addresses (kept in memory and persisted as
+    /// `status.lastValidAddresses`, so a restart or a new leader finds them too), as a draining
+    /// pool: every IP already assigned from it stays, and it gives out no new one. Pools whose
+    /// addresses are already established are laid out first, so an edit never takes addresses
+    /// from a pool in use: the edited pool is the one refused.
     fn rebuild_pools_without_reconcile(&mut self) -> Vec<Action> {
         let mut ordered: Vec<&IPAddressPool> = self.pools.values().collect();
         ordered.sort_by(|a, b| {
@@ -593,47 +685,57 @@ impl Engine {
                 ))
         });
         let mut problems = BTreeMap::new();
-        let mut parsed = Vec::new();
-        let mut good = BTreeMap::new();
+        let mut candidates = Vec::new();
         for pool in ordered {
             let name = pool.metadata.name.clone().unwrap_or_default();
-            let draining = pool.metadata.deletion_timestamp.is_some();
-            let spec = convert::pool_spec(pool).map(|mut s| {
-                s.draining = draining;
-                s
+            let established = self.established.get(&name).cloned().or_else(|| {
+                pool.status
+                    .as_ref()
+                    .and_then(|s| s.last_valid_addresses.clone())
             });
-            let result = spec
-                .clone()
-                .and_then(|s| Pool::parse(s).map_err(|e| e.to_string()));
-            match result {
-                Ok(p) => {
-                    if let Ok(s) = spec {
-                        good.insert(name.clone(), s);
-                    }
-                    parsed.push(p);
-                }
-                Err(message) => {
-                    problems.insert(
-                        name.clone(),
-                        PoolProblem {
-                            reason: "InvalidPool",
-                            message: message.clone(),
-                        },
-                    );
-                    // Keep serving the last spec that worked.
-                    if let Some(last) = self.last_good.get(&name).cloned() {
-                        let mut last = last;
-                        last.draining = draining;
-                        if let Ok(p) = Pool::parse(last.clone()) {
-                            good.insert(name.clone(), last);
-                            parsed.push(p);
-                        }
-                    }
+            let candidate = PoolCandidate::new(pool, &name, established);
+            if let Err(message) = &candidate.current {
+                problems.insert(name.clone(), invalid_pool(message, candidate.fallback.is_some()));
+            }
+            candidates.push(candidate);
+        }
+        // Lay out established pools first; a changed pool whose new addresses are refused
+        // falls back to its established ones, and the layout is tried again (each round moves
+        // at least one pool to its fallback, so this ends).
+        let (pools, rejected) = loop {
+            let pools = PoolCandidate::layout(&candidates);
+            let rejected = ferrolb_ipam::rejected_pools(pools.clone());
+            let mut moved = false;
+            for (name, why) in &rejected {
+                if let Some(c) = candidates.iter_mut().find(|c| &c.name == name)
+                    && !c.use_fallback
+                    && !c.steady
+                    && c.fallback.is_some()
+                {
+                    c.use_fallback = true;
+                    moved = true;
+                    problems.insert(name.clone(), invalid_pool(&why.to_string(), true));
                 }
             }
-        }
-        self.last_good = good;
-        let update = self.allocator.set_pools(parsed);
+            if !moved {
+                break (pools, rejected);
+            }
+        };
+        self.established = candidates
+            .iter()
+            .filter_map(|c| {
+                let accepted = !rejected.iter().any(|(n, _)| *n == c.name);
+                let addresses = if c.use_fallback {
+                    c.established.clone()
+                } else if c.current.is_ok() && accepted {
+                    Some(c.addresses.clone())
+                } else {
+                    c.established.clone()
+                };
+                Some((c.name.clone(), addresses?))
+            })
+            .collect();
+        let update = self.allocator.set_pools(pools);
         for (name, rejection) in update.rejected {
             problems.entry(name).or_insert(PoolProblem {
                 reason: "PoolOverlapping",
@@ -743,15 +845,7 @@ impl Engine {
             }
         };
         let mut conditions = vec![match self.problems.get(name) {
-            Some(p) if self.allocator.pool_stats(name).is_none() => {
-                condition("Ready", "False", p.reason, p.message.clone())
-            }
-            Some(p) => condition(
-                "Ready",
-                "True",
-                "LastGoodSpecInUse",
-                format!("the current spec is not used: {}", p.message),
-            ),
+            Some(p) => condition("Ready", "False", p.reason, p.message.clone()),
             None => condition(
                 "Ready",
                 "True",
@@ -773,6 +867,7 @@ impl Engine {
             assigned_ipv6: saturate(stats.assigned_v6),
             available_ipv4: saturate(stats.available_v4),
             available_ipv6: saturate(stats.available_v6),
+            last_valid_addresses: self.established.get(name).cloned(),
             conditions,
         }
     }
