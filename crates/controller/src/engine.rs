@@ -54,6 +54,9 @@ pub enum Action {
         service: ServiceKey,
         /// What to write.
         desired: Desired,
+        /// The resourceVersion the decision was made on: the write is refused (409) when the
+        /// Service changed since, and after a lost lease, so a stale decision never lands.
+        resource_version: Option<String>,
     },
     /// Publish an Event.
     Event {
@@ -68,6 +71,8 @@ pub enum Action {
         name: String,
         /// The whole status.
         status: IPAddressPoolStatus,
+        /// Precondition, as for Services.
+        resource_version: Option<String>,
     },
     /// Add or remove the pool-protection finalizer.
     PoolFinalizer {
@@ -75,6 +80,8 @@ pub enum Action {
         name: String,
         /// The finalizer list to write.
         finalizers: Vec<String>,
+        /// Precondition, as for Services.
+        resource_version: Option<String>,
     },
 }
 
@@ -192,6 +199,7 @@ struct ServiceView {
     request: Result<ferrolb_ipam::ServiceRequest, RequestError>,
     observed: Desired,
     status_ips: Vec<std::net::IpAddr>,
+    resource_version: Option<String>,
 }
 
 impl ServiceView {
@@ -204,6 +212,7 @@ impl ServiceView {
             request: convert::request(svc, &BTreeMap::new()),
             observed: Desired::observed(svc),
             status_ips: convert::status_ips(svc),
+            resource_version: svc.metadata.resource_version.clone(),
         }
     }
 }
@@ -225,6 +234,14 @@ pub struct Engine {
     problems: BTreeMap<String, PoolProblem>,
     /// What was last written to each Service and not yet seen back through the watch.
     expected: HashMap<ServiceKey, Desired>,
+    /// What the last Event about each Service's addresses announced: a retried write does not
+    /// publish it again.
+    announced: HashMap<ServiceKey, Desired>,
+    /// Services whose write was refused as stale (409), with the resourceVersion it was made
+    /// on: nothing is written for them until the watch brings a newer version to decide on.
+    stale_services: HashMap<ServiceKey, Option<String>>,
+    /// The same for pools.
+    stale_pools: HashMap<String, Option<String>>,
     /// Last failure reported per Service: Events only when it changes.
     failures: BTreeMap<ServiceKey, AllocationFailure>,
     expected_pool_status: HashMap<String, IPAddressPoolStatus>,
@@ -306,6 +323,9 @@ impl Engine {
             problems: BTreeMap::new(),
             expected: HashMap::new(),
             failures: BTreeMap::new(),
+            announced: HashMap::new(),
+            stale_services: HashMap::new(),
+            stale_pools: HashMap::new(),
             expected_pool_status: HashMap::new(),
             expected_finalizers: HashMap::new(),
             pools_dirty: false,
@@ -390,6 +410,13 @@ impl Engine {
         if self.expected.get(&key).is_some_and(|e| *e == view.observed) {
             self.expected.remove(&key);
         }
+        if self
+            .stale_services
+            .get(&key)
+            .is_some_and(|rv| *rv != view.resource_version)
+        {
+            self.stale_services.remove(&key);
+        }
         self.services.insert(key.clone(), view);
         if !self.synced {
             return Vec::new();
@@ -402,6 +429,8 @@ impl Engine {
         self.services.remove(key);
         self.expected.remove(key);
         self.failures.remove(key);
+        self.announced.remove(key);
+        self.stale_services.remove(key);
         if !self.synced {
             return Vec::new();
         }
@@ -437,6 +466,13 @@ impl Engine {
         {
             self.expected_finalizers.remove(&name);
         }
+        if self
+            .stale_pools
+            .get(&name)
+            .is_some_and(|rv| *rv != pool.metadata.resource_version)
+        {
+            self.stale_pools.remove(&name);
+        }
         self.pools.insert(name, pool);
         self.pools_dirty = true;
         if !self.synced || !spec_changed {
@@ -451,6 +487,7 @@ impl Engine {
     pub fn delete_pool(&mut self, name: &str) -> Vec<Action> {
         self.pools.remove(name);
         self.established.remove(name);
+        self.stale_pools.remove(name);
         self.problems.remove(name);
         self.expected_pool_status.remove(name);
         self.expected_finalizers.remove(name);
@@ -499,6 +536,30 @@ impl Engine {
             return Vec::new();
         }
         self.reconcile(key)
+    }
+
+    /// A Service's write was refused because the Service changed since the decision (409):
+    /// forget it, and decide again only on the newer version the watch brings (never overwrite
+    /// what was not read).
+    pub fn write_conflicted(&mut self, key: &ServiceKey) {
+        self.expected.remove(key);
+        let rv = self
+            .services
+            .get(key)
+            .and_then(|v| v.resource_version.clone());
+        self.stale_services.insert(key.clone(), rv);
+    }
+
+    /// A pool write was refused as stale (409): as [`Engine::write_conflicted`].
+    pub fn pool_write_conflicted(&mut self, name: &str) {
+        self.expected_pool_status.remove(name);
+        self.expected_finalizers.remove(name);
+        let rv = self
+            .pools
+            .get(name)
+            .and_then(|p| p.metadata.resource_version.clone());
+        self.stale_pools.insert(name.to_owned(), rv);
+        self.pools_dirty = true;
     }
 
     /// A pool write failed: forget it.
@@ -635,6 +696,18 @@ impl Engine {
         if *observed == desired || self.expected.get(key) == Some(&desired) {
             return Vec::new();
         }
+        let resource_version = self
+            .services
+            .get(key)
+            .and_then(|v| v.resource_version.clone());
+        if self
+            .stale_services
+            .get(key)
+            .is_some_and(|rv| *rv == resource_version)
+        {
+            // Decided on a version the apiserver already refused: wait for the newer one.
+            return Vec::new();
+        }
         let mut actions = Vec::new();
         // The Event compares with what the Service says (or what we last wrote to it).
         let before = self
@@ -652,14 +725,17 @@ impl Engine {
         };
         if let Some(notice) = change_notice(&before, &desired, why_cleared)
             && (notice.reason != "ClearAssignment" || !before.ips.is_empty())
+            && self.announced.get(key) != Some(&desired)
         {
             tracing::info!(service = %key, reason = notice.reason, note = %notice.note, "service addresses changed");
             actions.push(Action::Event { object, notice });
+            self.announced.insert(key.clone(), desired.clone());
         }
         self.expected.insert(key.clone(), desired.clone());
         actions.push(Action::ServiceStatus {
             service: key.clone(),
             desired,
+            resource_version,
         });
         actions
     }
@@ -695,7 +771,10 @@ impl Engine {
             });
             let candidate = PoolCandidate::new(pool, &name, established);
             if let Err(message) = &candidate.current {
-                problems.insert(name.clone(), invalid_pool(message, candidate.fallback.is_some()));
+                problems.insert(
+                    name.clone(),
+                    invalid_pool(message, candidate.fallback.is_some()),
+                );
             }
             candidates.push(candidate);
         }
@@ -780,6 +859,14 @@ impl Engine {
             let Some(pool) = self.pools.get(&name) else {
                 continue;
             };
+            let resource_version = pool.metadata.resource_version.clone();
+            if self
+                .stale_pools
+                .get(&name)
+                .is_some_and(|rv| *rv == resource_version)
+            {
+                continue;
+            }
             let status = self.pool_status(pool);
             let current = pool.status.clone().unwrap_or_default();
             let expected = self.expected_pool_status.get(&name);
@@ -790,6 +877,7 @@ impl Engine {
                 actions.push(Action::PoolStatus {
                     name: name.clone(),
                     status,
+                    resource_version: resource_version.clone(),
                 });
             }
             let finalizers = self.wanted_finalizers(pool);
@@ -798,7 +886,11 @@ impl Engine {
             {
                 self.expected_finalizers
                     .insert(name.clone(), finalizers.clone());
-                actions.push(Action::PoolFinalizer { name, finalizers });
+                actions.push(Action::PoolFinalizer {
+                    name,
+                    finalizers,
+                    resource_version,
+                });
             }
         }
         actions
