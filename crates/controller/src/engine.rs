@@ -242,6 +242,11 @@ pub struct Engine {
     stale_services: HashMap<ServiceKey, Option<String>>,
     /// The same for pools.
     stale_pools: HashMap<String, Option<String>>,
+    /// The resourceVersion each Service's last write was made on (a 409 refers to it, not to
+    /// whatever the watch delivered meanwhile).
+    sent_on: HashMap<ServiceKey, Option<String>>,
+    /// The same for pools.
+    pool_sent_on: HashMap<String, Option<String>>,
     /// Last failure reported per Service: Events only when it changes.
     failures: BTreeMap<ServiceKey, AllocationFailure>,
     expected_pool_status: HashMap<String, IPAddressPoolStatus>,
@@ -326,6 +331,8 @@ impl Engine {
             announced: HashMap::new(),
             stale_services: HashMap::new(),
             stale_pools: HashMap::new(),
+            sent_on: HashMap::new(),
+            pool_sent_on: HashMap::new(),
             expected_pool_status: HashMap::new(),
             expected_finalizers: HashMap::new(),
             pools_dirty: false,
@@ -431,6 +438,7 @@ impl Engine {
         self.failures.remove(key);
         self.announced.remove(key);
         self.stale_services.remove(key);
+        self.sent_on.remove(key);
         if !self.synced {
             return Vec::new();
         }
@@ -488,6 +496,7 @@ impl Engine {
         self.pools.remove(name);
         self.established.remove(name);
         self.stale_pools.remove(name);
+        self.pool_sent_on.remove(name);
         self.problems.remove(name);
         self.expected_pool_status.remove(name);
         self.expected_finalizers.remove(name);
@@ -541,29 +550,46 @@ impl Engine {
     /// A Service's write was refused because the Service changed since the decision (409):
     /// forget it, and decide again only on the newer version the watch brings (never overwrite
     /// what was not read).
-    pub fn write_conflicted(&mut self, key: &ServiceKey) {
+    pub fn write_conflicted(&mut self, key: &ServiceKey) -> Vec<Action> {
         self.expected.remove(key);
-        let rv = self
+        let current = self
             .services
             .get(key)
             .and_then(|v| v.resource_version.clone());
-        self.stale_services.insert(key.clone(), rv);
+        let refused = self.sent_on.remove(key).unwrap_or_else(|| current.clone());
+        if refused == current {
+            self.stale_services.insert(key.clone(), refused);
+            return Vec::new();
+        }
+        // The newer version is already here: decide on it now.
+        if self.synced {
+            self.reconcile(key)
+        } else {
+            Vec::new()
+        }
     }
 
     /// A pool write was refused as stale (409): as [`Engine::write_conflicted`].
     pub fn pool_write_conflicted(&mut self, name: &str) {
         self.expected_pool_status.remove(name);
         self.expected_finalizers.remove(name);
-        let rv = self
+        let current = self
             .pools
             .get(name)
             .and_then(|p| p.metadata.resource_version.clone());
-        self.stale_pools.insert(name.to_owned(), rv);
+        let refused = self
+            .pool_sent_on
+            .remove(name)
+            .unwrap_or_else(|| current.clone());
+        if refused == current {
+            self.stale_pools.insert(name.to_owned(), refused);
+        }
         self.pools_dirty = true;
     }
 
     /// A pool write failed: forget it.
     pub fn pool_write_failed(&mut self, name: &str) {
+        self.stale_pools.remove(name);
         self.expected_pool_status.remove(name);
         self.expected_finalizers.remove(name);
         self.pools_dirty = true;
@@ -732,6 +758,7 @@ impl Engine {
             self.announced.insert(key.clone(), desired.clone());
         }
         self.expected.insert(key.clone(), desired.clone());
+        self.sent_on.insert(key.clone(), resource_version.clone());
         actions.push(Action::ServiceStatus {
             service: key.clone(),
             desired,
@@ -867,6 +894,26 @@ impl Engine {
             {
                 continue;
             }
+            let finalizers = self.wanted_finalizers(pool);
+            if Some(&finalizers) != pool.metadata.finalizers.as_ref().or(Some(&Vec::new()))
+                && self.expected_finalizers.get(&name) != Some(&finalizers)
+            {
+                // The finalizer write changes the object, so a newer version follows; the
+                // status is written on that one (written now, on this version, it would be
+                // refused as stale by the finalizer write it races).
+                self.expected_finalizers
+                    .insert(name.clone(), finalizers.clone());
+                self.pool_sent_on
+                    .insert(name.clone(), resource_version.clone());
+                self.stale_pools
+                    .insert(name.clone(), resource_version.clone());
+                actions.push(Action::PoolFinalizer {
+                    name,
+                    finalizers,
+                    resource_version,
+                });
+                continue;
+            }
             let status = self.pool_status(pool);
             let current = pool.status.clone().unwrap_or_default();
             let expected = self.expected_pool_status.get(&name);
@@ -874,21 +921,11 @@ impl Engine {
             {
                 self.expected_pool_status
                     .insert(name.clone(), status.clone());
+                self.pool_sent_on
+                    .insert(name.clone(), resource_version.clone());
                 actions.push(Action::PoolStatus {
                     name: name.clone(),
                     status,
-                    resource_version: resource_version.clone(),
-                });
-            }
-            let finalizers = self.wanted_finalizers(pool);
-            if Some(&finalizers) != pool.metadata.finalizers.as_ref().or(Some(&Vec::new()))
-                && self.expected_finalizers.get(&name) != Some(&finalizers)
-            {
-                self.expected_finalizers
-                    .insert(name.clone(), finalizers.clone());
-                actions.push(Action::PoolFinalizer {
-                    name,
-                    finalizers,
                     resource_version,
                 });
             }

@@ -158,7 +158,10 @@ pub async fn run_fenced(
                 writer.finished(&target);
                 match result {
                     Ok(()) => retries.succeeded(&target),
-                    Err(e) if e.is_conflict() => conflicted(&mut engine, &mut retries, &metrics, &target, &e),
+                    Err(e) if e.is_conflict() => {
+                        let again = conflicted(&mut engine, &mut retries, &metrics, &target, &e);
+                        writer.submit(again);
+                    }
                     Err(e) => failed(&mut retries, &metrics, target, &e),
                 }
             }
@@ -223,16 +226,18 @@ fn conflicted(
     metrics: &Metrics,
     target: &Target,
     e: &Error,
-) {
+) -> Vec<Action> {
     metrics.count(e);
     tracing::info!(error = %e, "write refused as stale; deciding again on the newer version");
     retries.succeeded(target);
     match target {
         Target::ServiceStatus(service) => engine.write_conflicted(service),
         Target::PoolStatus(pool) | Target::PoolFinalizer(pool) => {
+            // The pool writes come from `pool_actions` at the end of the batch.
             engine.pool_write_conflicted(pool);
+            Vec::new()
         }
-        Target::Event(_) => {}
+        Target::Event(_) => Vec::new(),
     }
 }
 

@@ -584,7 +584,7 @@ fn a_write_refused_as_stale_waits_for_the_newer_version_and_is_decided_again() {
         "the write carries a precondition"
     );
     let key = ServiceKey::new("default", "web");
-    e.write_conflicted(&key);
+    assert!(e.write_conflicted(&key).is_empty());
     // The same version again (a relist) does not overwrite what was not read.
     assert!(status_writes(&e.apply_service(v1)).is_empty());
     assert!(status_writes(&e.write_failed(&key)).is_empty());
