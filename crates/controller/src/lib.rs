@@ -68,6 +68,9 @@ pub struct Args {
     pub lease_duration_seconds: u64,
 }
 
+/// The shared observability crate (Events, metrics server), for callers that build a
+/// [`writes::Writer`] themselves.
+pub use ferrolb_observe as observe;
 pub use ferrolb_observe::{init_logging, shutdown_signal};
 
 /// Runs the controller until SIGTERM or Ctrl-C.
