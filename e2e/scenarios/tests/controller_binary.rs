@@ -199,7 +199,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_it_resumes() {
     // While a is paused: work only the new leader can do, and work a would redo on resuming.
     create_service(&server, "late", json!({}));
     wait_ip(&server, "late", "replica-b to assign", |_| true).await;
-    let resumed = std::time::Instant::now();
+    let resumed = Instant::now();
     signal(&a, "-CONT");
     // a has a watch backlog (the late Service, b's writes) and believes it led a moment ago.
     let deadline = Instant::now() + Duration::from_secs(10);
