@@ -38,10 +38,12 @@ pub struct L2AdvertisementSpec {
 
     /// Labels of the pools to announce (in addition to `ipAddressPools`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::selector_list")]
     pub ip_address_pool_selectors: Vec<LabelSelector>,
 
     /// Labels of the nodes that may announce; empty means every node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::selector_list")]
     pub node_selectors: Vec<LabelSelector>,
 
     /// Interfaces to announce on; empty means every suitable interface of the node.
@@ -51,6 +53,7 @@ pub struct L2AdvertisementSpec {
 
     /// Labels of the Services to announce; empty means every Service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::selector_list")]
     pub service_selectors: Vec<LabelSelector>,
 }
 

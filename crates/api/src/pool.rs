@@ -77,10 +77,12 @@ pub struct ServiceAllocation {
 
     /// Labels of namespaces whose Services may use the pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::selector_list")]
     pub namespace_selectors: Vec<LabelSelector>,
 
     /// Labels of Services that may use the pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::selector_list")]
     pub service_selectors: Vec<LabelSelector>,
 }
 

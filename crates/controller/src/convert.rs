@@ -258,24 +258,20 @@ pub fn status_pool(svc: &Service) -> Option<String> {
 /// Converts a Kubernetes label selector.
 ///
 /// # Errors
-/// An operator Kubernetes does not define.
+/// An entry Kubernetes refuses too: an operator it does not define, `In` / `NotIn` without
+/// values, `Exists` / `DoesNotExist` with values.
 pub fn label_selector(selector: &LabelSelector) -> Result<ipam::LabelSelector, String> {
     let match_expressions = selector
         .match_expressions
         .iter()
         .flatten()
         .map(|e| {
-            let operator = e.operator.parse::<ipam::SelectorOperator>().map_err(|_| {
-                format!(
-                    "unknown selector operator \"{}\" for key \"{}\"",
-                    e.operator, e.key
-                )
-            })?;
-            Ok::<_, String>(ipam::LabelSelectorRequirement {
-                key: e.key.clone(),
-                operator,
-                values: e.values.clone().unwrap_or_default(),
-            })
+            ipam::LabelSelectorRequirement::parse(
+                &e.key,
+                &e.operator,
+                e.values.clone().unwrap_or_default(),
+            )
+            .map_err(|why| format!("{why} (key \"{}\")", e.key))
         })
         .collect::<Result<_, _>>()?;
     Ok(ipam::LabelSelector {

@@ -54,6 +54,9 @@ pub enum Action {
         service: ServiceKey,
         /// What to write.
         desired: Desired,
+        /// The resourceVersion the decision was made on: the write is refused (409) when the
+        /// Service changed since, and after a lost lease, so a stale decision never lands.
+        resource_version: Option<String>,
     },
     /// Publish an Event.
     Event {
@@ -68,6 +71,8 @@ pub enum Action {
         name: String,
         /// The whole status.
         status: IPAddressPoolStatus,
+        /// Precondition, as for Services.
+        resource_version: Option<String>,
     },
     /// Add or remove the pool-protection finalizer.
     PoolFinalizer {
@@ -75,6 +80,8 @@ pub enum Action {
         name: String,
         /// The finalizer list to write.
         finalizers: Vec<String>,
+        /// Precondition, as for Services.
+        resource_version: Option<String>,
     },
 }
 
@@ -97,6 +104,89 @@ struct PoolProblem {
     message: String,
 }
 
+/// The condition reason of a pool whose current spec is not used.
+pub const INVALID_POOL: &str = "InvalidPool";
+
+fn invalid_pool(why: &str, keeping: bool) -> PoolProblem {
+    let message = if keeping {
+        format!(
+            "the current spec is not used: {why}; Services keep the addresses they hold from \
+             status.lastValidAddresses, and no new ones are given out"
+        )
+    } else {
+        format!("the current spec is not used: {why}")
+    };
+    PoolProblem {
+        reason: INVALID_POOL,
+        message,
+    }
+}
+
+/// One pool on its way into the allocator: its current spec, and the pool of its last valid
+/// addresses to fall back to.
+struct PoolCandidate {
+    name: String,
+    addresses: Vec<String>,
+    current: Result<Pool, String>,
+    established: Option<Vec<String>>,
+    /// The established addresses as a draining pool.
+    fallback: Option<Pool>,
+    /// The current addresses are the established ones.
+    steady: bool,
+    use_fallback: bool,
+}
+
+impl PoolCandidate {
+    fn new(pool: &IPAddressPool, name: &str, established: Option<Vec<String>>) -> Self {
+        let draining = pool.metadata.deletion_timestamp.is_some();
+        let spec = convert::pool_spec(pool).map(|mut s| {
+            s.draining = draining;
+            s
+        });
+        let current = spec
+            .clone()
+            .and_then(|s| Pool::parse(s).map_err(|e| e.to_string()));
+        let established = established.filter(|a| !a.is_empty());
+        let fallback = established.as_ref().and_then(|addresses| {
+            // The current settings when they parse; otherwise a pool admitting every Service
+            // (it hands out nothing new anyway).
+            let mut s = spec.clone().unwrap_or_else(|_| PoolSpec::new(name, &[]));
+            s.addresses = addresses.clone();
+            s.draining = true;
+            Pool::parse(s).ok()
+        });
+        let steady = current.is_ok() && established.as_ref() == Some(&pool.spec.addresses);
+        Self {
+            name: name.to_owned(),
+            addresses: pool.spec.addresses.clone(),
+            use_fallback: current.is_err(),
+            current,
+            established,
+            fallback,
+            steady,
+        }
+    }
+
+    /// The pools to hand the allocator: established addresses first (in creation order), then
+    /// new and changed ones.
+    fn layout(candidates: &[Self]) -> Vec<Pool> {
+        let established = candidates.iter().filter_map(|c| {
+            if c.use_fallback {
+                c.fallback.clone()
+            } else if c.steady {
+                c.current.clone().ok()
+            } else {
+                None
+            }
+        });
+        let changed = candidates
+            .iter()
+            .filter(|c| !c.use_fallback && !c.steady)
+            .filter_map(|c| c.current.clone().ok());
+        established.chain(changed).collect()
+    }
+}
+
 /// The parts of a Service the engine decides on.
 #[derive(Debug, Clone)]
 struct ServiceView {
@@ -109,6 +199,7 @@ struct ServiceView {
     request: Result<ferrolb_ipam::ServiceRequest, RequestError>,
     observed: Desired,
     status_ips: Vec<std::net::IpAddr>,
+    resource_version: Option<String>,
 }
 
 impl ServiceView {
@@ -121,6 +212,7 @@ impl ServiceView {
             request: convert::request(svc, &BTreeMap::new()),
             observed: Desired::observed(svc),
             status_ips: convert::status_ips(svc),
+            resource_version: svc.metadata.resource_version.clone(),
         }
     }
 }
@@ -135,12 +227,26 @@ pub struct Engine {
     services: BTreeMap<ServiceKey, ServiceView>,
     pools: BTreeMap<String, IPAddressPool>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    /// Last spec of each pool that parsed, used while an edit makes it unparseable, so a typo
-    /// never takes addresses away from running Services.
-    last_good: BTreeMap<String, PoolSpec>,
+    /// The addresses of each pool last accepted as valid (`status.lastValidAddresses`): used
+    /// while an edit makes the pool unusable, so a typo or an overlap never takes addresses away
+    /// from running Services.
+    established: BTreeMap<String, Vec<String>>,
     problems: BTreeMap<String, PoolProblem>,
     /// What was last written to each Service and not yet seen back through the watch.
     expected: HashMap<ServiceKey, Desired>,
+    /// What the last Event about each Service's addresses announced: a retried write does not
+    /// publish it again.
+    announced: HashMap<ServiceKey, Desired>,
+    /// Services whose write was refused as stale (409), with the resourceVersion it was made
+    /// on: nothing is written for them until the watch brings a newer version to decide on.
+    stale_services: HashMap<ServiceKey, Option<String>>,
+    /// The same for pools.
+    stale_pools: HashMap<String, Option<String>>,
+    /// The resourceVersion each Service's last write was made on (a 409 refers to it, not to
+    /// whatever the watch delivered meanwhile).
+    sent_on: HashMap<ServiceKey, Option<String>>,
+    /// The same for pools.
+    pool_sent_on: HashMap<String, Option<String>>,
     /// Last failure reported per Service: Events only when it changes.
     failures: BTreeMap<ServiceKey, AllocationFailure>,
     expected_pool_status: HashMap<String, IPAddressPoolStatus>,
@@ -205,7 +311,8 @@ fn same_status(a: &IPAddressPoolStatus, b: &IPAddressPoolStatus) -> bool {
         b.assigned_ipv6,
         b.available_ipv4,
         b.available_ipv6,
-    ) && same_conditions(&a.conditions, &b.conditions)
+    ) && a.last_valid_addresses == b.last_valid_addresses
+        && same_conditions(&a.conditions, &b.conditions)
 }
 
 impl Engine {
@@ -217,10 +324,15 @@ impl Engine {
             services: BTreeMap::new(),
             pools: BTreeMap::new(),
             namespaces: BTreeMap::new(),
-            last_good: BTreeMap::new(),
+            established: BTreeMap::new(),
             problems: BTreeMap::new(),
             expected: HashMap::new(),
             failures: BTreeMap::new(),
+            announced: HashMap::new(),
+            stale_services: HashMap::new(),
+            stale_pools: HashMap::new(),
+            sent_on: HashMap::new(),
+            pool_sent_on: HashMap::new(),
             expected_pool_status: HashMap::new(),
             expected_finalizers: HashMap::new(),
             pools_dirty: false,
@@ -305,6 +417,13 @@ impl Engine {
         if self.expected.get(&key).is_some_and(|e| *e == view.observed) {
             self.expected.remove(&key);
         }
+        if self
+            .stale_services
+            .get(&key)
+            .is_some_and(|rv| *rv != view.resource_version)
+        {
+            self.stale_services.remove(&key);
+        }
         self.services.insert(key.clone(), view);
         if !self.synced {
             return Vec::new();
@@ -317,6 +436,9 @@ impl Engine {
         self.services.remove(key);
         self.expected.remove(key);
         self.failures.remove(key);
+        self.announced.remove(key);
+        self.stale_services.remove(key);
+        self.sent_on.remove(key);
         if !self.synced {
             return Vec::new();
         }
@@ -352,6 +474,13 @@ impl Engine {
         {
             self.expected_finalizers.remove(&name);
         }
+        if self
+            .stale_pools
+            .get(&name)
+            .is_some_and(|rv| *rv != pool.metadata.resource_version)
+        {
+            self.stale_pools.remove(&name);
+        }
         self.pools.insert(name, pool);
         self.pools_dirty = true;
         if !self.synced || !spec_changed {
@@ -365,7 +494,9 @@ impl Engine {
     /// A pool is gone.
     pub fn delete_pool(&mut self, name: &str) -> Vec<Action> {
         self.pools.remove(name);
-        self.last_good.remove(name);
+        self.established.remove(name);
+        self.stale_pools.remove(name);
+        self.pool_sent_on.remove(name);
         self.problems.remove(name);
         self.expected_pool_status.remove(name);
         self.expected_finalizers.remove(name);
@@ -416,8 +547,49 @@ impl Engine {
         self.reconcile(key)
     }
 
+    /// A Service's write was refused because the Service changed since the decision (409):
+    /// forget it, and decide again only on the newer version the watch brings (never overwrite
+    /// what was not read).
+    pub fn write_conflicted(&mut self, key: &ServiceKey) -> Vec<Action> {
+        self.expected.remove(key);
+        let current = self
+            .services
+            .get(key)
+            .and_then(|v| v.resource_version.clone());
+        let refused = self.sent_on.remove(key).unwrap_or_else(|| current.clone());
+        if refused == current {
+            self.stale_services.insert(key.clone(), refused);
+            return Vec::new();
+        }
+        // The newer version is already here: decide on it now.
+        if self.synced {
+            self.reconcile(key)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A pool write was refused as stale (409): as [`Engine::write_conflicted`].
+    pub fn pool_write_conflicted(&mut self, name: &str) {
+        self.expected_pool_status.remove(name);
+        self.expected_finalizers.remove(name);
+        let current = self
+            .pools
+            .get(name)
+            .and_then(|p| p.metadata.resource_version.clone());
+        let refused = self
+            .pool_sent_on
+            .remove(name)
+            .unwrap_or_else(|| current.clone());
+        if refused == current {
+            self.stale_pools.insert(name.to_owned(), refused);
+        }
+        self.pools_dirty = true;
+    }
+
     /// A pool write failed: forget it.
     pub fn pool_write_failed(&mut self, name: &str) {
+        self.stale_pools.remove(name);
         self.expected_pool_status.remove(name);
         self.expected_finalizers.remove(name);
         self.pools_dirty = true;
@@ -550,6 +722,18 @@ impl Engine {
         if *observed == desired || self.expected.get(key) == Some(&desired) {
             return Vec::new();
         }
+        let resource_version = self
+            .services
+            .get(key)
+            .and_then(|v| v.resource_version.clone());
+        if self
+            .stale_services
+            .get(key)
+            .is_some_and(|rv| *rv == resource_version)
+        {
+            // Decided on a version the apiserver already refused: wait for the newer one.
+            return Vec::new();
+        }
         let mut actions = Vec::new();
         // The Event compares with what the Service says (or what we last wrote to it).
         let before = self
@@ -567,19 +751,30 @@ impl Engine {
         };
         if let Some(notice) = change_notice(&before, &desired, why_cleared)
             && (notice.reason != "ClearAssignment" || !before.ips.is_empty())
+            && self.announced.get(key) != Some(&desired)
         {
             tracing::info!(service = %key, reason = notice.reason, note = %notice.note, "service addresses changed");
             actions.push(Action::Event { object, notice });
+            self.announced.insert(key.clone(), desired.clone());
         }
         self.expected.insert(key.clone(), desired.clone());
+        self.sent_on.insert(key.clone(), resource_version.clone());
         actions.push(Action::ServiceStatus {
             service: key.clone(),
             desired,
+            resource_version,
         });
         actions
     }
 
     /// Sets the allocator's pools from the observed pool objects.
+    ///
+    /// A pool whose current spec cannot be used (it does not parse, or its new addresses overlap
+    /// another pool) falls back to its last valid addresses (kept in memory and persisted as
+    /// `status.lastValidAddresses`, so a restart or a new leader finds them too), as a draining
+    /// pool: every IP already assigned from it stays, and it gives out no new one. Pools whose
+    /// addresses are already established are laid out first, so an edit never takes addresses
+    /// from a pool in use: the edited pool is the one refused.
     fn rebuild_pools_without_reconcile(&mut self) -> Vec<Action> {
         let mut ordered: Vec<&IPAddressPool> = self.pools.values().collect();
         ordered.sort_by(|a, b| {
@@ -593,47 +788,60 @@ impl Engine {
                 ))
         });
         let mut problems = BTreeMap::new();
-        let mut parsed = Vec::new();
-        let mut good = BTreeMap::new();
+        let mut candidates = Vec::new();
         for pool in ordered {
             let name = pool.metadata.name.clone().unwrap_or_default();
-            let draining = pool.metadata.deletion_timestamp.is_some();
-            let spec = convert::pool_spec(pool).map(|mut s| {
-                s.draining = draining;
-                s
+            let established = self.established.get(&name).cloned().or_else(|| {
+                pool.status
+                    .as_ref()
+                    .and_then(|s| s.last_valid_addresses.clone())
             });
-            let result = spec
-                .clone()
-                .and_then(|s| Pool::parse(s).map_err(|e| e.to_string()));
-            match result {
-                Ok(p) => {
-                    if let Ok(s) = spec {
-                        good.insert(name.clone(), s);
-                    }
-                    parsed.push(p);
-                }
-                Err(message) => {
-                    problems.insert(
-                        name.clone(),
-                        PoolProblem {
-                            reason: "InvalidPool",
-                            message: message.clone(),
-                        },
-                    );
-                    // Keep serving the last spec that worked.
-                    if let Some(last) = self.last_good.get(&name).cloned() {
-                        let mut last = last;
-                        last.draining = draining;
-                        if let Ok(p) = Pool::parse(last.clone()) {
-                            good.insert(name.clone(), last);
-                            parsed.push(p);
-                        }
-                    }
+            let candidate = PoolCandidate::new(pool, &name, established);
+            if let Err(message) = &candidate.current {
+                problems.insert(
+                    name.clone(),
+                    invalid_pool(message, candidate.fallback.is_some()),
+                );
+            }
+            candidates.push(candidate);
+        }
+        // Lay out established pools first; a changed pool whose new addresses are refused
+        // falls back to its established ones, and the layout is tried again (each round moves
+        // at least one pool to its fallback, so this ends).
+        let (pools, rejected) = loop {
+            let pools = PoolCandidate::layout(&candidates);
+            let rejected = ferrolb_ipam::rejected_pools(pools.clone());
+            let mut moved = false;
+            for (name, why) in &rejected {
+                if let Some(c) = candidates.iter_mut().find(|c| &c.name == name)
+                    && !c.use_fallback
+                    && !c.steady
+                    && c.fallback.is_some()
+                {
+                    c.use_fallback = true;
+                    moved = true;
+                    problems.insert(name.clone(), invalid_pool(&why.to_string(), true));
                 }
             }
-        }
-        self.last_good = good;
-        let update = self.allocator.set_pools(parsed);
+            if !moved {
+                break (pools, rejected);
+            }
+        };
+        self.established = candidates
+            .iter()
+            .filter_map(|c| {
+                let accepted = !rejected.iter().any(|(n, _)| *n == c.name);
+                let addresses = if c.use_fallback {
+                    c.established.clone()
+                } else if c.current.is_ok() && accepted {
+                    Some(c.addresses.clone())
+                } else {
+                    c.established.clone()
+                };
+                Some((c.name.clone(), addresses?))
+            })
+            .collect();
+        let update = self.allocator.set_pools(pools);
         for (name, rejection) in update.rejected {
             problems.entry(name).or_insert(PoolProblem {
                 reason: "PoolOverlapping",
@@ -678,6 +886,34 @@ impl Engine {
             let Some(pool) = self.pools.get(&name) else {
                 continue;
             };
+            let resource_version = pool.metadata.resource_version.clone();
+            if self
+                .stale_pools
+                .get(&name)
+                .is_some_and(|rv| *rv == resource_version)
+            {
+                continue;
+            }
+            let finalizers = self.wanted_finalizers(pool);
+            if Some(&finalizers) != pool.metadata.finalizers.as_ref().or(Some(&Vec::new()))
+                && self.expected_finalizers.get(&name) != Some(&finalizers)
+            {
+                // The finalizer write changes the object, so a newer version follows; the
+                // status is written on that one (written now, on this version, it would be
+                // refused as stale by the finalizer write it races).
+                self.expected_finalizers
+                    .insert(name.clone(), finalizers.clone());
+                self.pool_sent_on
+                    .insert(name.clone(), resource_version.clone());
+                self.stale_pools
+                    .insert(name.clone(), resource_version.clone());
+                actions.push(Action::PoolFinalizer {
+                    name,
+                    finalizers,
+                    resource_version,
+                });
+                continue;
+            }
             let status = self.pool_status(pool);
             let current = pool.status.clone().unwrap_or_default();
             let expected = self.expected_pool_status.get(&name);
@@ -685,18 +921,13 @@ impl Engine {
             {
                 self.expected_pool_status
                     .insert(name.clone(), status.clone());
+                self.pool_sent_on
+                    .insert(name.clone(), resource_version.clone());
                 actions.push(Action::PoolStatus {
                     name: name.clone(),
                     status,
+                    resource_version,
                 });
-            }
-            let finalizers = self.wanted_finalizers(pool);
-            if Some(&finalizers) != pool.metadata.finalizers.as_ref().or(Some(&Vec::new()))
-                && self.expected_finalizers.get(&name) != Some(&finalizers)
-            {
-                self.expected_finalizers
-                    .insert(name.clone(), finalizers.clone());
-                actions.push(Action::PoolFinalizer { name, finalizers });
             }
         }
         actions
@@ -743,15 +974,7 @@ impl Engine {
             }
         };
         let mut conditions = vec![match self.problems.get(name) {
-            Some(p) if self.allocator.pool_stats(name).is_none() => {
-                condition("Ready", "False", p.reason, p.message.clone())
-            }
-            Some(p) => condition(
-                "Ready",
-                "True",
-                "LastGoodSpecInUse",
-                format!("the current spec is not used: {}", p.message),
-            ),
+            Some(p) => condition("Ready", "False", p.reason, p.message.clone()),
             None => condition(
                 "Ready",
                 "True",
@@ -773,6 +996,7 @@ impl Engine {
             assigned_ipv6: saturate(stats.assigned_v6),
             available_ipv4: saturate(stats.available_v4),
             available_ipv6: saturate(stats.available_v6),
+            last_valid_addresses: self.established.get(name).cloned(),
             conditions,
             // Written by CTL's change (issue 14 item 5); this branch only reads it.
             last_valid_addresses: None,

@@ -57,20 +57,33 @@ pub enum Error {
     /// The watch streams ended, which watchers never do while the runtime runs.
     #[error("the watch streams ended")]
     WatchesEnded,
-    /// The leader Lease cannot be set up.
-    #[error("cannot set up the leader lease {namespace}/{name}: {source}")]
-    Lease {
-        /// Lease namespace.
-        namespace: String,
-        /// Lease name.
-        name: &'static str,
-        /// Why.
-        #[source]
-        source: kube_lease_manager::LeaseManagerError,
-    },
     /// The lease manager stopped telling whether this replica leads.
     #[error("the lease manager stopped")]
     LeaseManagerStopped,
+    /// Reading or writing the leader Lease failed; leadership ends at the renew deadline
+    /// unless a later attempt succeeds.
+    #[error("leader lease {what}: {source}")]
+    LeaseRenew {
+        /// `read`, `create` or `update`.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
+    /// A request to the leader Lease did not answer in time.
+    #[error("leader lease {what}: no answer within {seconds:.1} s")]
+    LeaseTimeout {
+        /// `read`, `create` or `update`.
+        what: &'static str,
+        /// The timeout.
+        seconds: f64,
+    },
+    /// A write was not sent: this replica's lease is not (or no longer) known to be valid.
+    #[error("not sent: this replica does not hold a valid leader lease")]
+    NotLeader,
+    /// A task the controller needs ended.
+    #[error("the {0} task ended")]
+    TaskEnded(&'static str),
 }
 
 impl Error {
@@ -83,8 +96,24 @@ impl Error {
             Self::Event { .. } => "event",
             Self::Watch { .. } => "watch",
             Self::WatchesEnded => "watches_ended",
-            Self::Lease { .. } => "lease",
             Self::LeaseManagerStopped => "lease_manager_stopped",
+            Self::LeaseRenew { .. } => "lease",
+            Self::LeaseTimeout { .. } => "lease_timeout",
+            Self::NotLeader => "not_leader",
+            Self::TaskEnded(_) => "task_ended",
+        }
+    }
+
+    /// Whether the apiserver refused the write as stale (409 Conflict): the object changed
+    /// since it was read. Such a write is never retried as it was; the newer version is read.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Self::ServiceStatus { source, .. }
+            | Self::PoolStatus { source, .. }
+            | Self::PoolFinalizer { source, .. } => {
+                matches!(source, kube::Error::Api(e) if e.code == 409)
+            }
+            _ => false,
         }
     }
 }

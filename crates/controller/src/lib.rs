@@ -67,8 +67,15 @@ pub struct Args {
     /// This replica's name, for the Lease and Events (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Seconds the leader Lease is valid without renewal: how long a crashed or cut-off leader
+    /// blocks a successor. The leader stops writing after 2/3 of it without a renewal.
+    #[arg(long, env = "FERROLB_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
 }
 
+/// The shared observability crate (Events, metrics server), for callers that build a
+/// [`writes::Writer`] themselves.
+pub use ferrolb_observe as observe;
 pub use ferrolb_observe::{init_logging, shutdown_signal};
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -91,7 +98,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         ready: ready.clone(),
     };
-    tokio::spawn(ferrolb_observe::http::serve_on(listener, health));
+    // The process exits non-zero when this task ends: a controller without /healthz and
+    // /metrics is restarted by the kubelet rather than left half alive.
+    let mut http = tokio::spawn(ferrolb_observe::http::serve_on(listener, health));
+    let http_ended = async move {
+        let joined = (&mut http).await;
+        tracing::error!(?joined, "the metrics and health server ended");
+        Error::TaskEnded("metrics and health server")
+    };
 
     let config = runtime::RuntimeConfig {
         namespace: args.namespace.clone(),
@@ -100,16 +114,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(namespace = %args.namespace, lb_class = %args.lb_class, leader_elect = args.leader_elect, "ferrolb-controller starting");
     if args.leader_elect {
-        leader::run_as_leader(client, &args, config, metrics, ready, async {
-            shutdown_signal().await;
-            tracing::info!("shutting down: releasing the leader lease");
-        })
-        .await?;
+        tokio::select! {
+            result = leader::run_as_leader(client, &args, config, metrics, ready, async {
+                shutdown_signal().await;
+                tracing::info!("shutting down: releasing the leader lease");
+            }) => result?,
+            e = http_ended => return Err(e.into()),
+        }
         return Ok(());
     }
-    metrics.is_leader.set(1);
+    metrics.set_leader(true);
     tokio::select! {
         result = runtime::run(client, config, metrics, ready) => Ok(result?),
+        e = http_ended => Err(e.into()),
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub config_loaded: Gauge,
     /// 1 on the replica that holds the lease.
     pub is_leader: Gauge,
+    /// The same, under the name issue 14 gives it (`ferrolb_controller_leader`).
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -82,6 +84,7 @@ impl Metrics {
             allocation_failures: Counter::default(),
             config_loaded: Gauge::default(),
             is_leader: Gauge::default(),
+            leader: Gauge::default(),
         };
         // The `_total` gauge names are MetalLB's; kept so existing dashboards and alerts work.
         registry.register(
@@ -154,7 +157,19 @@ impl Metrics {
             "1 on the replica holding the leader lease",
             m.is_leader.clone(),
         );
+        registry.register(
+            "ferrolb_controller_leader",
+            "1 while this replica holds a valid leader lease (0 once a renewal is overdue)",
+            m.leader.clone(),
+        );
         m
+    }
+
+    /// Whether this replica leads (both leader gauges).
+    pub fn set_leader(&self, leading: bool) {
+        let v = i64::from(leading);
+        self.is_leader.set(v);
+        self.leader.set(v);
     }
 
     /// Counts `error` under its label.

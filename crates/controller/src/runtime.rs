@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::convert::ServiceKey;
 use crate::engine::{Action, Engine, EngineConfig};
 use crate::error::Error;
+use crate::leader::LeaseGuard;
 use crate::metrics::{Metrics, PoolLabel, ResultLabel};
 use crate::retry::{Backoff, RetryQueue};
 use crate::watch::{Change, Relist, name_of, watch};
@@ -83,6 +84,20 @@ pub async fn run(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) -> Result<(), Error> {
+    run_fenced(client, config, metrics, ready, LeaseGuard::always()).await
+}
+
+/// [`run`], sending each write only while `guard` says this replica holds a valid lease.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_fenced(
+    client: Client,
+    config: RuntimeConfig,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    guard: LeaseGuard,
+) -> Result<(), Error> {
     let mut engine = Engine::new(EngineConfig {
         lb_class: config.lb_class.clone(),
     });
@@ -96,6 +111,7 @@ pub async fn run(
         config.namespace.clone(),
         events.clone(),
         metrics.clone(),
+        guard,
     );
     let mut retries: RetryQueue<Target, Instant> = RetryQueue::new(WRITE_BACKOFF);
     let mut relists = Relists::new();
@@ -142,6 +158,10 @@ pub async fn run(
                 writer.finished(&target);
                 match result {
                     Ok(()) => retries.succeeded(&target),
+                    Err(e) if e.is_conflict() => {
+                        let again = conflicted(&mut engine, &mut retries, &metrics, &target, &e);
+                        writer.submit(again);
+                    }
                     Err(e) => failed(&mut retries, &metrics, target, &e),
                 }
             }
@@ -196,6 +216,29 @@ fn failed(retries: &mut RetryQueue<Target, Instant>, metrics: &Metrics, target: 
         .inc();
     let delay = retries.failed(target, Instant::now(), rand::random());
     tracing::warn!(error = %e, retry_in = ?delay, "write failed; retrying");
+}
+
+/// A write was refused as stale (409): the object changed since the decision. Not retried as it
+/// was; the engine decides again on the version the watch brings.
+fn conflicted(
+    engine: &mut Engine,
+    retries: &mut RetryQueue<Target, Instant>,
+    metrics: &Metrics,
+    target: &Target,
+    e: &Error,
+) -> Vec<Action> {
+    metrics.count(e);
+    tracing::info!(error = %e, "write refused as stale; deciding again on the newer version");
+    retries.succeeded(target);
+    match target {
+        Target::ServiceStatus(service) => engine.write_conflicted(service),
+        Target::PoolStatus(pool) | Target::PoolFinalizer(pool) => {
+            // The pool writes come from `pool_actions` at the end of the batch.
+            engine.pool_write_conflicted(pool);
+            Vec::new()
+        }
+        Target::Event(_) => Vec::new(),
+    }
 }
 
 /// The engine's writes for a target whose backoff is over.

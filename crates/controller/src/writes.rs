@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::convert::ServiceKey;
 use crate::engine::{Action, ObjectRef};
 use crate::error::Error;
+use crate::leader::LeaseGuard;
 use crate::metrics::Metrics;
 
 /// Writes in flight at once: enough to keep a 10,000-Service start-up short, few enough not to
@@ -45,6 +46,7 @@ pub struct Writer {
     namespace: String,
     events: Events,
     metrics: Arc<Metrics>,
+    guard: LeaseGuard,
     running: FuturesUnordered<BoxFuture<'static, Done>>,
     busy: HashSet<Target>,
     waiting: HashMap<Target, Action>,
@@ -62,13 +64,21 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Writes pools in `namespace` and Events through `events`.
-    pub fn new(client: Client, namespace: String, events: Events, metrics: Arc<Metrics>) -> Self {
+    /// Writes pools in `namespace` and Events through `events`, each only while `guard` says
+    /// this replica's lease is valid.
+    pub fn new(
+        client: Client,
+        namespace: String,
+        events: Events,
+        metrics: Arc<Metrics>,
+        guard: LeaseGuard,
+    ) -> Self {
         Self {
             client,
             namespace,
             events,
             metrics,
+            guard,
             running: FuturesUnordered::new(),
             busy: HashSet::new(),
             waiting: HashMap::new(),
@@ -142,8 +152,9 @@ impl Writer {
         let namespace = self.namespace.clone();
         let events = self.events.clone();
         let metrics = self.metrics.clone();
+        let guard = self.guard.clone();
         Box::pin(async move {
-            let result = perform(client, &namespace, &events, &metrics, action).await;
+            let result = perform(client, &namespace, &events, &metrics, &guard, action).await;
             (target, result)
         })
     }
@@ -170,44 +181,81 @@ async fn perform(
     namespace: &str,
     events: &Events,
     metrics: &Metrics,
+    guard: &LeaseGuard,
     action: Action,
 ) -> Result<(), Error> {
     match action {
-        Action::ServiceStatus { service, desired } => {
+        Action::ServiceStatus {
+            service,
+            desired,
+            resource_version,
+        } => {
             let api: Api<Service> = Api::namespaced(client, &service.namespace);
+            guard.check()?;
             metrics.updates.inc();
-            let patch = Patch::Merge(desired.status_patch());
+            let patch = Patch::Merge(with_precondition(desired.status_patch(), resource_version));
             gone_is_done(api.patch_status(&service.name, &params(), &patch).await)
                 .map_err(|source| Error::ServiceStatus { service, source })
         }
-        Action::PoolStatus { name, status } => {
+        Action::PoolStatus {
+            name,
+            status,
+            resource_version,
+        } => {
             let api: Api<IPAddressPool> = Api::namespaced(client, namespace);
+            guard.check()?;
             metrics.updates.inc();
-            let patch = Patch::Merge(json!({ "status": status }));
+            let patch = Patch::Merge(with_precondition(
+                json!({ "status": status }),
+                resource_version,
+            ));
             gone_is_done(api.patch_status(&name, &params(), &patch).await)
                 .map_err(|source| Error::PoolStatus { pool: name, source })
         }
-        Action::PoolFinalizer { name, finalizers } => {
+        Action::PoolFinalizer {
+            name,
+            finalizers,
+            resource_version,
+        } => {
             let api: Api<IPAddressPool> = Api::namespaced(client, namespace);
+            guard.check()?;
             metrics.updates.inc();
-            let patch = Patch::Merge(json!({"metadata": {"finalizers": finalizers}}));
+            let patch = Patch::Merge(with_precondition(
+                json!({"metadata": {"finalizers": finalizers}}),
+                resource_version,
+            ));
             gone_is_done(api.patch(&name, &params(), &patch).await)
                 .map_err(|source| Error::PoolFinalizer { pool: name, source })
         }
-        Action::Event { object, notice } => events
-            .publish(
-                &object_reference(&object),
-                notice.severity,
-                notice.reason,
-                "Allocate",
-                &notice.note,
-            )
-            .await
-            .map_err(|source| Error::Event {
-                reason: notice.reason,
-                source,
-            }),
+        Action::Event { object, notice } => {
+            guard.check()?;
+            events
+                .publish(
+                    &object_reference(&object),
+                    notice.severity,
+                    notice.reason,
+                    "Allocate",
+                    &notice.note,
+                )
+                .await
+                .map_err(|source| Error::Event {
+                    reason: notice.reason,
+                    source,
+                })
+        }
     }
+}
+
+/// Adds `metadata.resourceVersion` to a merge patch: the apiserver then applies it only to that
+/// version of the object and answers 409 Conflict otherwise (optimistic concurrency).
+fn with_precondition(
+    mut patch: serde_json::Value,
+    resource_version: Option<String>,
+) -> serde_json::Value {
+    if let Some(rv) = resource_version {
+        patch["metadata"]["resourceVersion"] = json!(rv);
+    }
+    patch
 }
 
 fn object_reference(object: &ObjectRef) -> ObjectReference {

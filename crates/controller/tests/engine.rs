@@ -75,9 +75,9 @@ fn status_writes(actions: &[Action]) -> Vec<(String, Desired)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::ServiceStatus { service, desired } => {
-                Some((service.to_string(), desired.clone()))
-            }
+            Action::ServiceStatus {
+                service, desired, ..
+            } => Some((service.to_string(), desired.clone())),
             _ => None,
         })
         .collect()
@@ -283,7 +283,7 @@ fn an_overlapping_newer_pool_is_refused_visibly_and_not_used() {
         .pool_actions()
         .into_iter()
         .filter_map(|a| match a {
-            Action::PoolStatus { name, status } => Some((name, status)),
+            Action::PoolStatus { name, status, .. } => Some((name, status)),
             _ => None,
         })
         .collect();
@@ -409,4 +409,228 @@ fn warnings_are_warnings() {
         _ => None,
     });
     assert_eq!(warning, Some(Severity::Warning));
+}
+
+fn holding(name: &str, ip: &str, pool: &str) -> Service {
+    svc(
+        name,
+        json!({
+            "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": pool}},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}},
+        }),
+    )
+}
+
+fn pool_statuses(actions: &[Action]) -> Vec<(String, ferrolb_api::IPAddressPoolStatus)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::PoolStatus { name, status, .. } => Some((name.clone(), status.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ready_of(status: &ferrolb_api::IPAddressPoolStatus) -> (String, String) {
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    (ready.status.clone(), ready.reason.clone())
+}
+
+fn with_last_valid(mut p: IPAddressPool, addresses: &[&str]) -> IPAddressPool {
+    p.status = Some(ferrolb_api::IPAddressPoolStatus {
+        last_valid_addresses: Some(addresses.iter().map(|a| (*a).to_owned()).collect()),
+        ..Default::default()
+    });
+    p
+}
+
+#[test]
+fn an_accepted_pool_records_its_addresses_as_last_valid() {
+    let (mut e, _) = started(&[pool("lan", &["192.0.2.0/29"], T0)], &[]);
+    let statuses = pool_statuses(&e.pool_actions());
+    assert_eq!(
+        statuses[0].1.last_valid_addresses,
+        Some(vec!["192.0.2.0/29".to_owned()])
+    );
+    assert_eq!(ready_of(&statuses[0].1), ("True".into(), "Accepted".into()));
+}
+
+#[test]
+fn an_unparseable_edit_keeps_every_assigned_ip_gives_out_none_and_says_why() {
+    let (mut e, _) = started(
+        &[pool("lan", &["192.0.2.0/29"], T0)],
+        &[holding("web", "192.0.2.3", "lan")],
+    );
+    e.pool_actions();
+    let actions = e.apply_pool(pool("lan", &["2001:db8::ff-2001:db8::10"], T0));
+    assert!(status_writes(&actions).is_empty(), "no Service is touched");
+    assert_eq!(
+        events(&actions).iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        ["InvalidPool"]
+    );
+    let statuses = pool_statuses(&e.pool_actions());
+    assert_eq!(
+        ready_of(&statuses[0].1),
+        ("False".into(), "InvalidPool".into())
+    );
+    assert_eq!(
+        statuses[0].1.last_valid_addresses,
+        Some(vec!["192.0.2.0/29".to_owned()]),
+        "the last valid addresses stay recorded"
+    );
+    let actions = e.apply_service(svc("new", json!({})));
+    assert!(
+        status_writes(&actions).is_empty(),
+        "an invalid pool gives out no new address"
+    );
+    assert_eq!(
+        events(&actions).iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        ["AllocationFailed"]
+    );
+}
+
+#[test]
+fn a_pool_edited_to_overlap_another_keeps_its_ips_and_the_other_pool_keeps_its_own() {
+    let (mut e, _) = started(
+        &[
+            pool("a", &["192.0.2.0/28"], T0),
+            pool("b", &["198.51.100.0/28"], T1),
+        ],
+        &[
+            holding("in-a", "192.0.2.1", "a"),
+            holding("in-b", "198.51.100.1", "b"),
+        ],
+    );
+    e.pool_actions();
+    // b now claims a's addresses (and drops its own).
+    let actions = e.apply_pool(pool("b", &["192.0.2.0/27"], T1));
+    assert!(status_writes(&actions).is_empty(), "{actions:?}");
+    // And the older pool edited into the newer one's addresses is the one refused too.
+    let actions = e.apply_pool(pool("a", &["192.0.2.0/28", "198.51.100.0/29"], T0));
+    assert!(status_writes(&actions).is_empty(), "{actions:?}");
+    let statuses: std::collections::BTreeMap<_, _> =
+        pool_statuses(&e.pool_actions()).into_iter().collect();
+    assert_eq!(
+        ready_of(&statuses["a"]),
+        ("False".into(), "InvalidPool".into())
+    );
+    assert_eq!(
+        ready_of(&statuses["b"]),
+        ("False".into(), "InvalidPool".into())
+    );
+    assert_eq!(statuses["a"].assigned_ipv4, 1);
+    assert_eq!(statuses["b"].assigned_ipv4, 1);
+}
+
+#[test]
+fn a_new_leader_restores_ips_from_last_valid_addresses_when_the_spec_is_invalid() {
+    // Nothing in memory: the pool's spec is unusable, its status says what was valid.
+    let invalid = with_last_valid(
+        pool("v6", &["2001:db8::ff-2001:db8::10"], T0),
+        &["2001:db8::/120"],
+    );
+    let web = svc(
+        "web",
+        json!({
+            "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "v6"}},
+            "spec": {"ipFamilies": ["IPv6"]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "2001:db8::7", "ipMode": "VIP"}]}},
+        }),
+    );
+    let (mut e, actions) = started(&[invalid], &[web]);
+    assert!(status_writes(&actions).is_empty(), "{actions:?}");
+    assert_eq!(
+        events(&actions).iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        ["InvalidPool"]
+    );
+    let statuses = pool_statuses(&e.pool_actions());
+    assert_eq!(statuses[0].1.assigned_ipv6, 1);
+    assert_eq!(
+        ready_of(&statuses[0].1),
+        ("False".into(), "InvalidPool".into())
+    );
+}
+
+#[test]
+fn without_last_valid_addresses_an_invalid_pool_is_not_used() {
+    let (_, actions) = started(
+        &[pool("v6", &["2001:db8::ff-2001:db8::10"], T0)],
+        &[svc("web", json!({"spec": {"ipFamilies": ["IPv6"]}}))],
+    );
+    assert!(status_writes(&actions).is_empty());
+}
+
+#[test]
+fn a_write_refused_as_stale_waits_for_the_newer_version_and_is_decided_again() {
+    let (mut e, _) = started(&[pool("lan", &["192.0.2.0/29"], T0)], &[]);
+    let v1 = svc("web", json!({"metadata": {"resourceVersion": "1"}}));
+    let actions = e.apply_service(v1.clone());
+    let Action::ServiceStatus {
+        resource_version, ..
+    } = actions
+        .iter()
+        .find(|a| matches!(a, Action::ServiceStatus { .. }))
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        resource_version.as_deref(),
+        Some("1"),
+        "the write carries a precondition"
+    );
+    let key = ServiceKey::new("default", "web");
+    assert!(e.write_conflicted(&key).is_empty());
+    // The same version again (a relist) does not overwrite what was not read.
+    assert!(status_writes(&e.apply_service(v1)).is_empty());
+    assert!(status_writes(&e.write_failed(&key)).is_empty());
+    // The newer version is decided on, and written once, with its own precondition.
+    let v2 = svc(
+        "web",
+        json!({"metadata": {"resourceVersion": "2", "labels": {"x": "y"}}}),
+    );
+    let actions = e.apply_service(v2);
+    assert_eq!(status_writes(&actions).len(), 1);
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::ServiceStatus { resource_version, .. } if resource_version.as_deref() == Some("2")
+    )));
+    assert!(
+        events(&actions).is_empty(),
+        "the IPAllocated Event was published with the first write"
+    );
+}
+
+#[test]
+fn a_failed_write_retried_does_not_publish_its_event_again() {
+    let (mut e, _) = started(&[pool("lan", &["192.0.2.0/29"], T0)], &[]);
+    let actions = e.apply_service(svc("web", json!({})));
+    assert_eq!(events(&actions).len(), 1);
+    let key = ServiceKey::new("default", "web");
+    for _ in 0..5 {
+        let retried = e.write_failed(&key);
+        assert_eq!(status_writes(&retried).len(), 1, "the write is retried");
+        assert!(events(&retried).is_empty(), "{retried:?}");
+    }
+}
+
+#[test]
+fn a_pool_status_refused_as_stale_waits_for_the_newer_pool_version() {
+    let mut p = pool("lan", &["192.0.2.0/29"], T0);
+    p.metadata.resource_version = Some("5".into());
+    let (mut e, _) = started(&[p.clone()], &[]);
+    let actions = e.pool_actions();
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::PoolStatus { resource_version, .. } if resource_version.as_deref() == Some("5")
+    )));
+    e.pool_write_conflicted("lan");
+    assert!(pool_statuses(&e.pool_actions()).is_empty());
+    p.metadata.resource_version = Some("6".into());
+    e.apply_pool(p);
+    assert_eq!(pool_statuses(&e.pool_actions()).len(), 1);
 }

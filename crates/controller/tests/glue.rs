@@ -266,6 +266,7 @@ fn ready_status(assigned: i64) -> Value {
         "assignedIPv4": assigned, "assignedIPv6": 0, "availableIPv4": 8 - assigned, "availableIPv6": 0,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Accepted", "observedGeneration": 1,
                         "message": "addresses are handed out from this pool", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "lastValidAddresses": ["192.0.2.0/29"],
     })
 }
 
@@ -303,12 +304,13 @@ fn merge(a: &mut Value, b: &Value) {
     }
 }
 
-fn status_patch(name: &str, ip: &str) -> Write {
+/// The status write for `name`, made on its resourceVersion `rv` (the precondition).
+fn status_patch(name: &str, ip: &str, rv: &str) -> Write {
     Write {
         method: "PATCH".into(),
         path: format!("/api/v1/namespaces/default/services/{name}/status"),
         body: json!({
-            "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}},
+            "metadata": {"annotations": {"ferrolb.io/ip-allocated-from-pool": "lan"}, "resourceVersion": rv},
             "status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}},
         }),
     }
@@ -331,9 +333,9 @@ fn pool_count(assigned: i64) -> Write {
 }
 
 /// The writes for a Service that gets `ip` while the pool then holds `assigned` addresses.
-fn allocation(name: &str, ip: &str, assigned: i64) -> Vec<Write> {
+fn allocation(name: &str, ip: &str, rv: &str, assigned: i64) -> Vec<Write> {
     vec![
-        status_patch(name, ip),
+        status_patch(name, ip, rv),
         event(
             name,
             "Normal",
@@ -351,7 +353,7 @@ async fn a_service_created_after_sync_gets_one_status_patch_one_event_and_the_po
     cluster.until_writes(3).await;
     assert_eq!(
         cluster.stop().await,
-        sorted(allocation("web", "192.0.2.0", 1))
+        sorted(allocation("web", "192.0.2.0", "2", 1))
     );
 }
 
@@ -370,7 +372,7 @@ async fn a_service_changed_after_sync_to_request_another_ip_moves_with_one_patch
     assert_eq!(
         cluster.stop().await,
         sorted(vec![
-            status_patch("web", "192.0.2.5"),
+            status_patch("web", "192.0.2.5", "2"),
             event(
                 "web",
                 "Warning",
@@ -397,7 +399,7 @@ async fn a_service_held_at_start_or_relabelled_later_costs_no_write() {
     cluster.until_writes(3).await;
     assert_eq!(
         cluster.stop().await,
-        sorted(allocation("next", "192.0.2.1", 2))
+        sorted(allocation("next", "192.0.2.1", "3", 2))
     );
 }
 
@@ -421,7 +423,7 @@ async fn a_service_of_another_class_is_never_written() {
     cluster.until_writes(3).await;
     assert_eq!(
         cluster.stop().await,
-        sorted(allocation("web", "192.0.2.0", 1))
+        sorted(allocation("web", "192.0.2.0", "4", 1))
     );
 }
 

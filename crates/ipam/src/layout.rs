@@ -45,6 +45,14 @@ pub enum PoolRejection {
     },
 }
 
+/// The pools [`crate::Allocator::set_pools`] would reject, and why, without changing any
+/// allocator: a caller can try a set of pools first and substitute an older spec for a pool that
+/// would be rejected, instead of losing that pool's assignments to the rejection.
+#[must_use]
+pub fn rejected_pools(pools: Vec<Pool>) -> Vec<(String, PoolRejection)> {
+    Layout::build(pools).1
+}
+
 /// One accepted pool and its usage.
 #[derive(Debug, Clone)]
 pub(crate) struct PoolState {

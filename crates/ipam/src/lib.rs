@@ -59,8 +59,10 @@ mod sharing;
 
 pub use allocator::{Allocator, Assignment, Evicted, PoolsUpdate};
 pub use error::{AllocError, Wanted};
-pub use layout::{PoolRejection, PoolStats};
+pub use layout::{PoolRejection, PoolStats, rejected_pools};
 pub use pool::{Ineligible, Pool, PoolError, PoolSpec, ServiceAllocation};
 pub use range::{AddrRange, EntryError, Family};
 pub use request::{FamilyPolicy, Port, Protocol, RequestedIps, ServiceRequest};
-pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator, UnknownOperator};
+pub use selector::{
+    LabelSelector, LabelSelectorRequirement, RequirementError, SelectorOperator, UnknownOperator,
+};

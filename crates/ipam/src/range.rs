@@ -154,14 +154,16 @@ impl AddrRange {
                 s.trim()
                     .parse::<IpAddr>()
                     .map_err(|_| EntryError::NotCidrOrRange)
+                    .and_then(refuse_mapped)
             };
             return Self::new(parse(first)?, parse(last)?);
         }
         if text.contains('/') {
-            return text
+            let net = text
                 .parse::<IpNet>()
-                .map(Self::from_net)
-                .map_err(|_| EntryError::NotCidrOrRange);
+                .map_err(|_| EntryError::NotCidrOrRange)?;
+            refuse_mapped(net.addr())?;
+            return Ok(Self::from_net(net));
         }
         match text.parse::<IpAddr>() {
             Ok(ip) => Err(EntryError::BareIp {
@@ -236,6 +238,15 @@ impl fmt::Display for AddrRange {
     }
 }
 
+/// Refuses IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`), as Kubernetes' CEL `ip()` and
+/// `cidr()` do: the CRD schema rejects them, so the parser must too (one verdict for both).
+fn refuse_mapped(ip: IpAddr) -> Result<IpAddr, EntryError> {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Err(EntryError::Ipv4Mapped { ip }),
+        ip => Ok(ip),
+    }
+}
+
 /// Why one pool entry is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
@@ -257,6 +268,12 @@ pub enum EntryError {
         start: IpAddr,
         /// The last address written.
         end: IpAddr,
+    },
+    /// An IPv4-mapped IPv6 address, which Kubernetes refuses too: write the IPv4 address.
+    #[error("{ip} is an IPv4-mapped IPv6 address: write the IPv4 address instead")]
+    Ipv4Mapped {
+        /// The address given.
+        ip: IpAddr,
     },
     /// `a-b` with one IPv4 and one IPv6 address.
     #[error("range mixes IPv4 and IPv6")]
@@ -312,6 +329,16 @@ mod tests {
         );
         let r = AddrRange::parse("2001:db8::1-2001:db8::1").unwrap();
         assert_eq!(r.size(), 1);
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_addresses_are_refused_as_kubernetes_refuses_them() {
+        for entry in ["::ffff:192.0.2.0/120", "::ffff:192.0.2.1-::ffff:192.0.2.9"] {
+            assert!(
+                matches!(AddrRange::parse(entry), Err(EntryError::Ipv4Mapped { .. })),
+                "{entry}"
+            );
+        }
     }
 
     #[test]

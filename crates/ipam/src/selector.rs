@@ -36,6 +36,30 @@ impl std::str::FromStr for SelectorOperator {
     }
 }
 
+/// Why a `matchExpressions` entry is not one Kubernetes accepts. The CRD schema refuses the same
+/// entries (an `enum` on `operator`, a CEL rule on `values`), so what the apiserver stores always
+/// parses here, and what it refuses never would.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequirementError {
+    /// An operator Kubernetes does not define.
+    #[error(transparent)]
+    UnknownOperator(#[from] UnknownOperator),
+    /// `In` / `NotIn` without values (Kubernetes: "must be specified when `operator` is 'In' or
+    /// 'NotIn'").
+    #[error("operator {operator:?} needs at least one value")]
+    ValuesRequired {
+        /// The operator.
+        operator: SelectorOperator,
+    },
+    /// `Exists` / `DoesNotExist` with values (Kubernetes: "may not be specified when `operator`
+    /// is 'Exists' or 'DoesNotExist'").
+    #[error("operator {operator:?} takes no values")]
+    ValuesForbidden {
+        /// The operator.
+        operator: SelectorOperator,
+    },
+}
+
 /// One `matchExpressions` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LabelSelectorRequirement {
@@ -48,6 +72,30 @@ pub struct LabelSelectorRequirement {
 }
 
 impl LabelSelectorRequirement {
+    /// The requirement `key operator values`, checked as the apiserver checks built-in
+    /// selectors: a known operator, values for `In` / `NotIn`, none for `Exists` /
+    /// `DoesNotExist`.
+    ///
+    /// # Errors
+    /// The [`RequirementError`] saying which rule the entry breaks.
+    pub fn parse(key: &str, operator: &str, values: Vec<String>) -> Result<Self, RequirementError> {
+        let operator: SelectorOperator = operator.parse()?;
+        match operator {
+            SelectorOperator::In | SelectorOperator::NotIn if values.is_empty() => {
+                return Err(RequirementError::ValuesRequired { operator });
+            }
+            SelectorOperator::Exists | SelectorOperator::DoesNotExist if !values.is_empty() => {
+                return Err(RequirementError::ValuesForbidden { operator });
+            }
+            _ => {}
+        }
+        Ok(Self {
+            key: key.to_owned(),
+            operator,
+            values,
+        })
+    }
+
     /// Whether `labels` satisfy this requirement.
     #[must_use]
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
@@ -134,6 +182,29 @@ mod tests {
         assert_eq!(
             "in".parse::<SelectorOperator>(),
             Err(UnknownOperator("in".into()))
+        );
+    }
+
+    #[test]
+    fn in_and_not_in_need_values_and_exists_and_does_not_exist_take_none() {
+        let v = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert!(LabelSelectorRequirement::parse("k", "In", v(&["a"])).is_ok());
+        assert!(LabelSelectorRequirement::parse("k", "Exists", v(&[])).is_ok());
+        assert_eq!(
+            LabelSelectorRequirement::parse("k", "NotIn", v(&[])),
+            Err(RequirementError::ValuesRequired { operator: NotIn })
+        );
+        assert_eq!(
+            LabelSelectorRequirement::parse("k", "DoesNotExist", v(&["a"])),
+            Err(RequirementError::ValuesForbidden {
+                operator: DoesNotExist
+            })
+        );
+        assert_eq!(
+            LabelSelectorRequirement::parse("k", "Gt", v(&["1"])),
+            Err(RequirementError::UnknownOperator(UnknownOperator(
+                "Gt".into()
+            )))
         );
     }
 

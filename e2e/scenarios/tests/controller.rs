@@ -19,6 +19,44 @@ fn service(name: &str, extra: Value) -> Service {
     serde_json::from_value(lb_service(name, extra)).unwrap()
 }
 
+/// A replica with leader election (lease of `lease_seconds`) against `url`; aborting its task
+/// drops it, which releases the lease.
+async fn replica(
+    url: String,
+    identity: &'static str,
+    lease_seconds: u64,
+) -> tokio::task::JoinHandle<()> {
+    let client = client_for(&url).await;
+    let args = <ferrolb_controller::Args as clap::Parser>::parse_from([
+        "ferrolb-controller",
+        "--namespace",
+        NAMESPACE,
+        "--identity",
+        identity,
+        "--lease-duration-seconds",
+        &lease_seconds.to_string(),
+    ]);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = std::sync::Arc::new(ferrolb_controller::metrics::Metrics::new(&mut registry));
+    let config = ferrolb_controller::runtime::RuntimeConfig {
+        namespace: NAMESPACE.into(),
+        lb_class: None,
+        instance: Some(identity.into()),
+    };
+    tokio::spawn(async move {
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _ = ferrolb_controller::leader::run_as_leader(
+            client,
+            &args,
+            config,
+            metrics,
+            ready,
+            std::future::pending(),
+        )
+        .await;
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_created_after_the_initial_sync_gets_an_ip_from_the_pool() {
     let server = server().await;
@@ -242,40 +280,10 @@ async fn two_replicas_never_both_write() {
     create_pool(&server, "v6", &["2001:db8:1::/120"]);
     let url_a = server.url();
     let url_b = server.add_listener().await.unwrap();
-    #[allow(clippy::async_yields_async)] // the replica's task handle is what the test wants
-    let replica = |url: String, identity: &'static str| async move {
-        let client = client_for(&url).await;
-        let args = <ferrolb_controller::Args as clap::Parser>::parse_from([
-            "ferrolb-controller",
-            "--namespace",
-            NAMESPACE,
-            "--identity",
-            identity,
-        ]);
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = std::sync::Arc::new(ferrolb_controller::metrics::Metrics::new(&mut registry));
-        let config = ferrolb_controller::runtime::RuntimeConfig {
-            namespace: NAMESPACE.into(),
-            lb_class: None,
-            instance: Some(identity.into()),
-        };
-        tokio::spawn(async move {
-            let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let _ = ferrolb_controller::leader::run_as_leader(
-                client,
-                &args,
-                config,
-                metrics,
-                ready,
-                std::future::pending(),
-            )
-            .await;
-        })
-    };
-    let a = replica(url_a, "replica-a").await;
+    let a = replica(url_a, "replica-a", 15).await;
     create_services(&server, "first", 5);
     wait_assigned(&server, "first", 5, "the first leader to assign").await;
-    let b = replica(url_b, "replica-b").await;
+    let b = replica(url_b, "replica-b", 15).await;
     create_services(&server, "second", 5);
     wait_assigned(&server, "second", 5, "the leader to assign again").await;
     // The leader goes away: the standby takes over.
@@ -342,4 +350,236 @@ async fn the_controller_goes_quiet_once_everything_is_written() {
         || controller_writes(&server).len(),
     )
     .await;
+}
+
+const POOLS: (&str, &str, &str) = ("ferrolb.io", "v1beta1", "ipaddresspools");
+
+/// The `Ready` condition of pool `name`: (status, reason).
+fn pool_ready(server: &test_apiserver::ApiServer, name: &str) -> (String, String) {
+    let pool = get(server, POOLS, NAMESPACE, name).unwrap_or_default();
+    pool["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_owned(),
+                c["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts the Services `{prefix}-i` hold exactly `ips`, and that no new one got an address.
+fn assert_kept(server: &test_apiserver::ApiServer, before: &[Vec<String>], when: &str) {
+    for (i, ips) in before.iter().enumerate() {
+        assert_eq!(
+            &ingress(server, "default", &format!("svc-{i}")),
+            ips,
+            "svc-{i} changed {when}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_pool_keeps_its_services_ips_across_a_leader_change_and_a_restart() {
+    let mut server = server().await;
+    create_pool(&server, "a", &["2001:db8:a::/120"]);
+    create_pool(&server, "b", &["2001:db8:b::/120"]);
+    for i in 0..5 {
+        create_service(
+            &server,
+            &format!("svc-{i}"),
+            json!({"metadata": {"annotations": {ADDRESS_POOL.name: "b"}}}),
+        );
+    }
+    let url_a = server.url();
+    let url_b = server.add_listener().await.unwrap();
+    let first = replica(url_a, "replica-a", 3).await;
+    let before = wait_assigned(&server, "svc", 5, "IPs from pool b").await;
+    assert!(
+        before
+            .iter()
+            .flatten()
+            .all(|ip| within("2001:db8:b::/120")(ip))
+    );
+    eventually_async(
+        "pool b's last valid addresses in its status",
+        Duration::from_secs(10),
+        || {
+            let pool = get(&server, POOLS, NAMESPACE, "b").unwrap();
+            let last = &pool["status"]["lastValidAddresses"];
+            (*last == json!(["2001:db8:b::/120"]))
+                .then_some(())
+                .ok_or(format!("{last}"))
+        },
+    )
+    .await;
+    let standby = replica(url_b, "replica-b", 3).await;
+
+    // An edit that makes b overlap a (the schema cannot see across pools).
+    let pools: kube::Api<ferrolb_api::IPAddressPool> =
+        kube::Api::namespaced(client_for(&server.url()).await, NAMESPACE);
+    pools
+        .patch(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"addresses": ["2001:db8:a::/121"]}})),
+        )
+        .await
+        .unwrap();
+    eventually_async(
+        "pool b Ready=False InvalidPool",
+        Duration::from_secs(10),
+        || match pool_ready(&server, "b") {
+            (s, r) if s == "False" && r == "InvalidPool" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    let pool_events: Vec<Value> = list(&server, ("events.k8s.io", "v1", "events"), NAMESPACE);
+    assert!(
+        pool_events
+            .iter()
+            .any(|e| e["reason"] == "InvalidPool" && e["type"] == "Warning"),
+        "no InvalidPool Warning Event on the pool: {pool_events:?}"
+    );
+    assert_kept(&server, &before, "after the edit");
+    let writes_after_edit = service_status_writes(&server).len();
+
+    // Leader change: the first replica goes, the standby takes over with an empty memory.
+    first.abort();
+    eventually_async(
+        "the standby to hold the lease",
+        Duration::from_secs(20),
+        || {
+            let lease = get(
+                &server,
+                ("coordination.k8s.io", "v1", "leases"),
+                NAMESPACE,
+                "ferrolb-controller",
+            )
+            .unwrap_or_default();
+            (lease["spec"]["holderIdentity"] == "replica-b")
+                .then_some(())
+                .ok_or(format!("{}", lease["spec"]))
+        },
+    )
+    .await;
+    let api = services_api(&server).await;
+    api.create(
+        &PostParams::default(),
+        &service(
+            "late",
+            json!({"metadata": {"annotations": {ADDRESS_POOL.name: "b"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually_async(
+        "the new leader to refuse the late Service an address from the invalid pool",
+        Duration::from_secs(20),
+        || {
+            let failed = events(&server, "AllocationFailed");
+            (!failed.is_empty())
+                .then_some(())
+                .ok_or("no AllocationFailed yet".to_owned())
+        },
+    )
+    .await;
+    assert!(ingress(&server, "default", "late").is_empty());
+    assert_kept(&server, &before, "after the leader change");
+    standby.abort();
+
+    // Restart: a fresh controller again finds the last valid addresses in the pool's status.
+    let controller = Controller::start(&server.url()).await;
+    controller.synced().await;
+    api.create(&PostParams::default(), &service("probe", json!({})))
+        .await
+        .unwrap();
+    // A Service from pool a is served: the controller is running, not stuck.
+    wait_ip(
+        &server,
+        "probe",
+        "an IP from pool a",
+        within("2001:db8:a::/120"),
+    )
+    .await;
+    assert_kept(&server, &before, "after the restart");
+    assert!(ingress(&server, "default", "late").is_empty());
+    assert_eq!(
+        pool_ready(&server, "b"),
+        ("False".into(), "InvalidPool".into())
+    );
+    assert_eq!(
+        service_status_writes(&server).len() - writes_after_edit,
+        1,
+        "only the probe Service was written after the edit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_write_on_a_stale_resource_version_from_a_deposed_leader_is_refused() {
+    use ferrolb_controller::decide::Desired;
+    use ferrolb_controller::engine::Action;
+    use ferrolb_controller::writes::Writer;
+
+    let server = server().await;
+    create_pool(&server, "v6", &["2001:db8:1::/120"]);
+    create_service(&server, "web", json!({}));
+    let controller = Controller::start(&server.url()).await;
+    let ip = wait_ip(&server, "web", "the first IP", |_| true).await;
+    controller.stop();
+    // What the deposed leader last saw.
+    let seen = get(&server, ("", "v1", "services"), "default", "web").unwrap();
+    let stale_rv = seen["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The new leader (here: another writer) changes the Service meanwhile.
+    let api = services_api(&server).await;
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"changed": "by-the-new-leader"}}})),
+    )
+    .await
+    .unwrap();
+
+    // The deposed leader's writer, carrying out a decision made on the old version.
+    let client = client_for(&server.url()).await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = std::sync::Arc::new(ferrolb_controller::metrics::Metrics::new(&mut registry));
+    let events = ferrolb_controller::observe::events::Events::new(
+        client.clone(),
+        "ferrolb-controller",
+        "old",
+    );
+    let mut writer = Writer::new(
+        client,
+        NAMESPACE.into(),
+        events,
+        metrics,
+        ferrolb_controller::leader::LeaseGuard::always(),
+    );
+    let moved = "2001:db8:1::99".parse().unwrap();
+    writer.submit(vec![Action::ServiceStatus {
+        service: ferrolb_controller::convert::ServiceKey::new("default", "web"),
+        desired: Desired {
+            ips: vec![moved],
+            pool: Some("v6".into()),
+        },
+        resource_version: Some(stale_rv),
+    }]);
+    let (_, result) = tokio::time::timeout(Duration::from_secs(10), writer.next_done())
+        .await
+        .unwrap();
+    let error = result.expect_err("a write on a stale resourceVersion must be refused");
+    assert!(error.is_conflict(), "expected 409 Conflict, got {error}");
+    assert_eq!(
+        ingress(&server, "default", "web"),
+        [ip],
+        "the stale write landed"
+    );
 }

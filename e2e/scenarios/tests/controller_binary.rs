@@ -109,3 +109,133 @@ async fn the_binary_allocates_serves_metrics_and_releases_its_lease_on_sigterm()
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Starts the binary against `url` as replica `identity`, metrics on `port`, with a lease of
+/// `lease_seconds`.
+fn spawn_replica(
+    kubeconfig: &std::path::Path,
+    identity: &str,
+    port: u16,
+    lease_seconds: u64,
+) -> tokio::process::Child {
+    tokio::process::Command::new(binary("ferrolb-controller").unwrap())
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--lease-duration-seconds",
+            &lease_seconds.to_string(),
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", identity)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+fn lease_holder(server: &test_apiserver::ApiServer) -> String {
+    get(
+        server,
+        ("coordination.k8s.io", "v1", "leases"),
+        NAMESPACE,
+        "ferrolb-controller",
+    )
+    .map(|l| {
+        l["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    })
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_lease_writes_nothing_after_it_resumes() {
+    const LEASE_SECONDS: u64 = 3;
+    let mut server = server().await;
+    create_pool(&server, "v6", &["2001:db8:1::/120"]);
+    create_service(&server, "web", json!({}));
+    let dir = std::env::temp_dir().join(format!("ferrolb-ctl-deposed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Each replica through its own listener, so the server tells their writes apart.
+    let kubeconfig_a = dir.join("kubeconfig-a");
+    server.write_kubeconfig(&kubeconfig_a).unwrap();
+    let url_b = server.add_listener().await.unwrap();
+    let kubeconfig_b = dir.join("kubeconfig-b");
+    std::fs::write(&kubeconfig_b, test_apiserver::kubeconfig_for(&url_b)).unwrap();
+    let (port_a, port_b) = (free_port(false), free_port(false));
+
+    let a = spawn_replica(&kubeconfig_a, "replica-a", port_a, LEASE_SECONDS);
+    wait_ip(&server, "web", "replica-a to assign", |_| true).await;
+    assert_eq!(lease_holder(&server), "replica-a");
+    let b = spawn_replica(&kubeconfig_b, "replica-b", port_b, LEASE_SECONDS);
+
+    signal(&a, "-STOP");
+    let paused = Instant::now();
+    ferrolb_lab::wait::eventually_async(
+        "replica-b to take the lease over",
+        Duration::from_secs(20),
+        || {
+            let holder = lease_holder(&server);
+            (holder == "replica-b").then_some(()).ok_or(holder)
+        },
+    )
+    .await;
+    let took_over = paused.elapsed();
+    // While a is paused: work only the new leader can do, and work a would redo on resuming.
+    create_service(&server, "late", json!({}));
+    wait_ip(&server, "late", "replica-b to assign", |_| true).await;
+    let resumed = Instant::now();
+    signal(&a, "-CONT");
+    // a has a watch backlog (the late Service, b's writes) and believes it led a moment ago.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_get(port_a, "/metrics")
+        .await
+        .1
+        .contains("ferrolb_controller_leader 0")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "replica-a still reports itself leader 10 s after resuming"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deposed = || {
+        server
+            .writes()
+            .into_iter()
+            .filter(|w| w.listener == 0 && w.at > resumed)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        deposed().is_empty(),
+        "the deposed leader wrote after resuming: {:?}",
+        deposed()
+    );
+    assert_stays_quiet(
+        "the deposed leader wrote after resuming",
+        Duration::from_secs(2),
+        || deposed().len(),
+    )
+    .await;
+    assert!(
+        took_over < Duration::from_secs(LEASE_SECONDS * 3),
+        "takeover took {took_over:?}"
+    );
+    drop((a, b));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
