@@ -998,8 +998,6 @@ impl Engine {
             available_ipv6: saturate(stats.available_v6),
             last_valid_addresses: self.established.get(name).cloned(),
             conditions,
-            // Written by CTL's change (issue 14 item 5); this branch only reads it.
-            last_valid_addresses: None,
         }
     }
 
