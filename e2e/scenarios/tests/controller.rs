@@ -382,6 +382,58 @@ fn assert_kept(server: &test_apiserver::ApiServer, before: &[Vec<String>], when:
     }
 }
 
+/// Edits pool b to overlap pool a (the schema cannot see across pools) and waits for the
+/// controller to mark it Ready=False InvalidPool with a Warning Event.
+async fn make_pool_b_overlap_pool_a(server: &test_apiserver::ApiServer) {
+    let pools: kube::Api<ferrolb_api::IPAddressPool> =
+        kube::Api::namespaced(client_for(&server.url()).await, NAMESPACE);
+    pools
+        .patch(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"addresses": ["2001:db8:a::/121"]}})),
+        )
+        .await
+        .unwrap();
+    eventually_async(
+        "pool b Ready=False InvalidPool",
+        Duration::from_secs(10),
+        || match pool_ready(server, "b") {
+            (s, r) if s == "False" && r == "InvalidPool" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    let pool_events: Vec<Value> = list(server, ("events.k8s.io", "v1", "events"), NAMESPACE);
+    assert!(
+        pool_events
+            .iter()
+            .any(|e| e["reason"] == "InvalidPool" && e["type"] == "Warning"),
+        "no InvalidPool Warning Event on the pool: {pool_events:?}"
+    );
+}
+
+/// Waits until `identity` holds the controller's Lease.
+async fn wait_lease_holder(server: &test_apiserver::ApiServer, identity: &str) {
+    eventually_async(
+        &format!("{identity} to hold the lease"),
+        Duration::from_secs(20),
+        || {
+            let lease = get(
+                server,
+                ("coordination.k8s.io", "v1", "leases"),
+                NAMESPACE,
+                "ferrolb-controller",
+            )
+            .unwrap_or_default();
+            (lease["spec"]["holderIdentity"] == identity)
+                .then_some(())
+                .ok_or(format!("{}", lease["spec"]))
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_pool_keeps_its_services_ips_across_a_leader_change_and_a_restart() {
     let mut server = server().await;
@@ -418,55 +470,13 @@ async fn an_invalid_pool_keeps_its_services_ips_across_a_leader_change_and_a_res
     .await;
     let standby = replica(url_b, "replica-b", 3).await;
 
-    // An edit that makes b overlap a (the schema cannot see across pools).
-    let pools: kube::Api<ferrolb_api::IPAddressPool> =
-        kube::Api::namespaced(client_for(&server.url()).await, NAMESPACE);
-    pools
-        .patch(
-            "b",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"addresses": ["2001:db8:a::/121"]}})),
-        )
-        .await
-        .unwrap();
-    eventually_async(
-        "pool b Ready=False InvalidPool",
-        Duration::from_secs(10),
-        || match pool_ready(&server, "b") {
-            (s, r) if s == "False" && r == "InvalidPool" => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    )
-    .await;
-    let pool_events: Vec<Value> = list(&server, ("events.k8s.io", "v1", "events"), NAMESPACE);
-    assert!(
-        pool_events
-            .iter()
-            .any(|e| e["reason"] == "InvalidPool" && e["type"] == "Warning"),
-        "no InvalidPool Warning Event on the pool: {pool_events:?}"
-    );
+    make_pool_b_overlap_pool_a(&server).await;
     assert_kept(&server, &before, "after the edit");
     let writes_after_edit = service_status_writes(&server).len();
 
     // Leader change: the first replica goes, the standby takes over with an empty memory.
     first.abort();
-    eventually_async(
-        "the standby to hold the lease",
-        Duration::from_secs(20),
-        || {
-            let lease = get(
-                &server,
-                ("coordination.k8s.io", "v1", "leases"),
-                NAMESPACE,
-                "ferrolb-controller",
-            )
-            .unwrap_or_default();
-            (lease["spec"]["holderIdentity"] == "replica-b")
-                .then_some(())
-                .ok_or(format!("{}", lease["spec"]))
-        },
-    )
-    .await;
+    wait_lease_holder(&server, "replica-b").await;
     let api = services_api(&server).await;
     api.create(
         &PostParams::default(),
