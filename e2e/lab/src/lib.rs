@@ -23,6 +23,7 @@ pub mod objects;
 pub mod observe;
 pub mod prober;
 pub mod process;
+pub mod scenarios;
 pub mod scrape;
 pub mod topology;
 pub mod wait;

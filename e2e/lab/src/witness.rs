@@ -196,7 +196,9 @@ fn ms_at_least_one(us: u64) -> u64 {
 
 /// Verdicts per IP over the records between `from_us` and `to_us`.
 pub fn verdicts(records: &[Record], from_us: u64, to_us: u64) -> BTreeMap<IpAddr, Verdict> {
-    let mut per_ip: BTreeMap<IpAddr, (Vec<u64>, Vec<(u64, String)>)> = BTreeMap::new();
+    /// Request times and answers (time, MAC) of one IP.
+    type Heard = (Vec<u64>, Vec<(u64, String)>);
+    let mut per_ip: BTreeMap<IpAddr, Heard> = BTreeMap::new();
     for r in records
         .iter()
         .filter(|r| (from_us..=to_us).contains(&r.at_us()))
