@@ -223,8 +223,22 @@ pub fn invalid_pool_restart(options: &Options) -> anyhow::Result<Outcome> {
     let witness = Witness::start(lab.prefix(), &ips)?;
     let from_us = now_us();
     answered(&lab, &witness, &ips, from_us)?;
-    // 192.0.2.192/26 holds the lab pool's /27 and all of `other`.
-    lab.apply(&[&pool("lab").addresses(&["192.0.2.192/26", POOL_V6])])?;
+    // Invalid the way the schema lets through: two entries of the pool overlapping each other
+    // (accepted by today's CRD schema, refused by the allocator). Where the schema refuses that
+    // (as issue 14 asks), invalid anyway: 192.0.2.192/26 holds the lab pool's /27 and all of
+    // `early`, an overlap no schema of one object can see.
+    let mut outcome = Outcome::default();
+    let inner = pool("lab").addresses(&[POOL_V4, "192.0.2.200-192.0.2.210", POOL_V6]);
+    if let Err(refused) = lab.apply(&[&inner]) {
+        outcome.detail.push(format!(
+            "in-pool overlap refused by the API server ({refused}); overlapping `early` instead"
+        ));
+        lab.apply(&[&pool("lab").addresses(&["192.0.2.192/26", POOL_V6])])?;
+    } else {
+        outcome
+            .detail
+            .push("lab pool made invalid by two overlapping entries".into());
+    }
     hold(&lab, Duration::from_secs(3))?;
     lab.processes()
         .stop("controller-0", Signal::Term, Duration::from_secs(15))?;
@@ -233,7 +247,6 @@ pub fn invalid_pool_restart(options: &Options) -> anyhow::Result<Outcome> {
         leading(&lab, CONTROLLER_METRICS)
     })?;
     hold(&lab, WATCHED_FOR)?;
-    let mut outcome = Outcome::default();
     outcome.witnessed(&witness.verdicts_since(from_us), &ips);
     let after = lab.services()?;
     outcome.ips_changed = ips_changed(&services, &after);
