@@ -252,12 +252,27 @@ fn pump(mut from: TcpStream, mut to: TcpStream, mut framer: Framer, mut on_head:
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
+/// Requests the proxy holds back before forwarding them: those whose path contains `path_part`
+/// wait `delay` (a slow or congested API server, as one client sees it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slow {
+    /// Part of the request path (`/leases/`, say).
+    pub path_part: String,
+    /// How long such a request waits.
+    pub delay: std::time::Duration,
+}
+
 /// The body of `ferrolb-lab api-proxy`: forwards every connection to `listen` to `upstream`,
-/// printing a [`WriteLine`] on standard output for each write request once its response began.
+/// printing a [`WriteLine`] on standard output for each write request once its response began,
+/// and holding back the requests `slow` names.
 ///
 /// # Errors
 /// When `listen` cannot be bound.
-pub fn run_proxy(listen: SocketAddr, upstream: SocketAddr) -> anyhow::Result<()> {
+pub fn run_proxy(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    slow: Option<Slow>,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)?;
     for client in listener.incoming() {
         let Ok(client) = client else { continue };
@@ -271,11 +286,19 @@ pub fn run_proxy(listen: SocketAddr, upstream: SocketAddr) -> anyhow::Result<()>
         };
         let pending: Arc<Mutex<VecDeque<(u64, String, String)>>> = Arc::default();
         let requests = pending.clone();
+        let slow = slow.clone();
         std::thread::spawn(move || {
             pump(client, server, Framer::new(Direction::Requests), |head| {
                 let mut words = head.start.split_whitespace();
                 let method = words.next().unwrap_or_default().to_owned();
                 let path = words.next().unwrap_or_default().to_owned();
+                // Called before the bytes holding this head are forwarded: sleeping here holds
+                // back this request (one at a time on a connection) and nothing else.
+                if let Some(slow) = &slow
+                    && path.contains(&slow.path_part)
+                {
+                    std::thread::sleep(slow.delay);
+                }
                 if let Ok(mut q) = requests.lock() {
                     q.push_back((now_us(), method, path));
                 }
@@ -324,9 +347,27 @@ impl ApiProxy {
     /// # Errors
     /// When `ferrolb-lab` is not built or cannot start.
     pub fn start(ns: &str, listen: &str, upstream: &str) -> anyhow::Result<Self> {
+        Self::start_slow(ns, listen, upstream, None)
+    }
+
+    /// [`ApiProxy::start`], holding back the requests `slow` names.
+    ///
+    /// # Errors
+    /// When `ferrolb-lab` is not built or cannot start.
+    pub fn start_slow(
+        ns: &str,
+        listen: &str,
+        upstream: &str,
+        slow: Option<&Slow>,
+    ) -> anyhow::Result<Self> {
         let tool = binary("ferrolb-lab")?;
-        let mut child = command_in(ns, &tool.display().to_string())
-            .args(["api-proxy", "--listen", listen, "--upstream", upstream])
+        let mut command = command_in(ns, &tool.display().to_string());
+        command.args(["api-proxy", "--listen", listen, "--upstream", upstream]);
+        if let Some(slow) = slow {
+            let ms = slow.delay.as_millis().to_string();
+            command.args(["--slow-path", &slow.path_part, "--slow-ms", &ms]);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

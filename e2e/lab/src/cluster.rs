@@ -58,7 +58,16 @@ const PREREQUISITES: &[(&str, &str)] = &[
 /// # Errors
 /// When a tool is missing and cannot be installed here.
 pub fn ensure_prerequisites() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PREREQUISITES
+    ensure_packages(PREREQUISITES)
+}
+
+/// Installs the packages of `tools` (command, package) whose command is missing, with apt-get
+/// when running as root; otherwise says exactly what to install.
+///
+/// # Errors
+/// When a tool is missing and cannot be installed here.
+pub fn ensure_packages(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = tools
         .iter()
         .filter(|(tool, _)| {
             Command::new("sh")
@@ -516,6 +525,20 @@ impl Lab {
     /// # Errors
     /// When the binary is missing, or the speaker runs already.
     pub fn start_speaker(&self, node: u8, key: &Path) -> anyhow::Result<()> {
+        self.start_speaker_with_env(node, key, &[])
+    }
+
+    /// [`Lab::start_speaker`] with variables added to the lab's environment (a preloaded
+    /// library that shifts its clock, say).
+    ///
+    /// # Errors
+    /// When the binary is missing or cannot be started.
+    pub fn start_speaker_with_env(
+        &self,
+        node: u8,
+        key: &Path,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<()> {
         let ns = node_ns(self.prefix(), node);
         let name = node_name(node);
         let ip = crate::topology::node_ip(node);
@@ -536,7 +559,9 @@ impl Lab {
             "2s",
         ];
         let speaker = binary("ferrolb-speaker")?;
-        self.spawn(&Self::speaker(node), &ns, &speaker, &args, &self.env())?;
+        let mut env = self.env();
+        env.extend(extra.iter().cloned());
+        self.spawn(&Self::speaker(node), &ns, &speaker, &args, &env)?;
         Ok(())
     }
 }

@@ -179,6 +179,52 @@ pub fn restart_speaker(lab: &Lab, node: u8) -> anyhow::Result<()> {
     lab.start_speaker(node, &lab.gossip_key())
 }
 
+/// Restarts node `node`'s speaker with its wall clock `ahead_secs` seconds ahead of everyone
+/// else's (libfaketime preloaded; the monotonic clock, which timers use, is left alone), as on a
+/// node whose NTP broke. Every datagram it seals then carries a send time outside the others'
+/// replay window, so they drop each one as a replay (`stale`), and it drops theirs alike: its
+/// link is fine, its gossip is refused. [`restart_speaker`] brings it back on the true time.
+///
+/// # Errors
+/// When libfaketime is missing and cannot be installed, or the speaker does not stop or start.
+pub fn restart_speaker_with_clock_ahead(
+    lab: &Lab,
+    node: u8,
+    ahead_secs: u64,
+) -> anyhow::Result<()> {
+    let library = faketime_library()?;
+    stop_speaker(lab, node)?;
+    lab.start_speaker_with_env(
+        node,
+        &lab.gossip_key(),
+        &[
+            ("LD_PRELOAD", library.display().to_string()),
+            ("FAKETIME", format!("+{ahead_secs}s")),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+        ],
+    )
+}
+
+/// Where Debian's `faketime` package puts the preload library, installing it when missing.
+fn faketime_library() -> anyhow::Result<std::path::PathBuf> {
+    let find = || {
+        std::fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+            .chain([std::path::PathBuf::from(
+                "/usr/lib/faketime/libfaketime.so.1",
+            )])
+            .find(|p| p.exists())
+    };
+    if let Some(found) = find() {
+        return Ok(found);
+    }
+    crate::cluster::ensure_packages(&[("faketime", "faketime")])?;
+    find().ok_or_else(|| anyhow::anyhow!("libfaketime.so.1 not found after installing faketime"))
+}
+
 fn stop_speaker(lab: &Lab, node: u8) -> anyhow::Result<()> {
     lab.processes().stop(
         &Lab::speaker(node),

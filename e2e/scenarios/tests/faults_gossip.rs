@@ -1,8 +1,8 @@
 //! Issue 14, rule 2 in the lab (one test per outcome; the scenario code is `fault-bench`'s,
-//! run once): losing gossip never makes two nodes answer one IP for more than a second and
-//! never silences an IP for more than a second; two of three nodes gone, the survivor answers
-//! within 2 s; a killed or frozen owner speaker is replaced without two answers; an API server
-//! outage changes nothing. The API server is frozen for 20 s here (60 s in the bench) to keep
+//! run once): losing gossip (UDP 7946 blocked, a wrong key, datagrams refused as replays) never
+//! makes two nodes answer one IP for more than a second and never silences an IP for more than
+//! a second; two of three nodes gone, the survivor answers within 2 s; a killed or frozen
+//! owner speaker is replaced without two answers; an API server outage changes nothing. The API server is frozen for 20 s here (60 s in the bench) to keep
 //! the suite's time sane; the rule is the same.
 #![allow(clippy::unwrap_used)]
 
@@ -51,6 +51,12 @@ fn gossip_blocked_on_one_node_never_gives_an_ip_two_answers_or_a_silence_over_a_
 #[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn a_speaker_with_a_wrong_gossip_key_never_gives_an_ip_two_answers_or_a_silence_over_a_second() {
     holds(Scenario::WrongKey);
+}
+
+#[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
+fn a_speaker_refused_as_replays_never_gives_an_ip_two_answers_or_a_silence_over_a_second() {
+    holds(Scenario::ReplayedGossip);
 }
 
 #[test]

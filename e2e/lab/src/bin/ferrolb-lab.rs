@@ -137,6 +137,12 @@ enum Command {
         /// The API server.
         #[arg(long)]
         upstream: std::net::SocketAddr,
+        /// Hold back requests whose path contains this (with `--slow-ms`).
+        #[arg(long, requires = "slow_ms")]
+        slow_path: Option<String>,
+        /// How long such requests wait, ms.
+        #[arg(long, requires = "slow_path")]
+        slow_ms: Option<u64>,
     },
     /// Send each hex string as one UDP datagram.
     SendUdp {
@@ -463,8 +469,19 @@ fn main() -> anyhow::Result<()> {
             ips,
             interval_ms,
         } => run_witness(&iface, &ips, Duration::from_millis(interval_ms)),
-        Command::ApiProxy { listen, upstream } => {
-            ferrolb_lab::apiproxy::run_proxy(listen, upstream)
+        Command::ApiProxy {
+            listen,
+            upstream,
+            slow_path,
+            slow_ms,
+        } => {
+            let slow = slow_path
+                .zip(slow_ms)
+                .map(|(path_part, ms)| ferrolb_lab::apiproxy::Slow {
+                    path_part,
+                    delay: Duration::from_millis(ms),
+                });
+            ferrolb_lab::apiproxy::run_proxy(listen, upstream, slow)
         }
         Command::Up { nodes, prefix } => {
             let prefix = prefix.unwrap_or_else(|| ferrolb_lab::cluster::prefix("fl"));

@@ -1,4 +1,5 @@
-//! Scenarios where speakers lose each other: gossip cut around one node (nftables, a wrong key),
+//! Scenarios where speakers lose each other: gossip cut around one node (nftables, a wrong key,
+//! a clock far enough ahead that its datagrams are refused as replays),
 //! a two-node cluster split, two of three nodes gone, the owner's speaker killed or frozen, and
 //! the API server frozen (which must change nothing at all).
 
@@ -8,7 +9,8 @@ use super::{Options, Outcome, Stage, hold};
 use crate::Lab;
 use crate::faults::{
     block_gossip, drop_all_traffic, heal_gossip, isolate_gossip, kill, pause, restart_speaker,
-    restart_speaker_with_wrong_key, restore_gossip, restore_traffic, resume,
+    restart_speaker_with_clock_ahead, restart_speaker_with_wrong_key, restore_gossip,
+    restore_traffic, resume,
 };
 use crate::topology::node_name;
 
@@ -45,6 +47,46 @@ pub fn wrong_key(options: &Options) -> anyhow::Result<Outcome> {
         .detail
         .push(format!("{} ran with a wrong key", node_name(node)));
     Ok(outcome)
+}
+
+/// How far ahead the replaying node's clock runs: three times the replay window, so every
+/// datagram it seals is refused, not just some.
+const CLOCK_AHEAD_SECS: u64 = 3 * ferrolb_speaker::gossip::seal::REPLAY_WINDOW_MS / 1_000;
+
+/// The owner of the first IP restarted with its wall clock [`CLOCK_AHEAD_SECS`] ahead: the
+/// others reject each of its datagrams as a replay (outside their replay window) and it rejects
+/// theirs, while its link is fine; then restarted on the true time. The others' `stale` drop
+/// counters must show the fault took (a violation otherwise: the run would prove nothing).
+pub fn replayed_gossip(options: &Options) -> anyhow::Result<Outcome> {
+    let stage = Stage::up(options, 3, 2)?;
+    let node = stage.owners[0];
+    let others: Vec<u8> = (1..=3).filter(|n| *n != node).collect();
+    let stale_before = stale_drops(&stage.lab, &others);
+    restart_speaker_with_clock_ahead(&stage.lab, node, CLOCK_AHEAD_SECS)?;
+    hold(&stage.lab, GOSSIP_LOST_FOR)?;
+    let stale = stale_drops(&stage.lab, &others).saturating_sub(stale_before);
+    restart_speaker(&stage.lab, node)?;
+    let mut outcome = stage.finish()?;
+    if stale == 0 {
+        outcome.violations.push(format!(
+            "no other speaker dropped a datagram of {} as stale: the fault did not take",
+            node_name(node)
+        ));
+    }
+    outcome.detail.push(format!(
+        "{} ran {CLOCK_AHEAD_SECS} s ahead; the others dropped {stale} of its datagrams as stale",
+        node_name(node)
+    ));
+    Ok(outcome)
+}
+
+/// Datagrams the speakers of `nodes` dropped as outside their replay window, so far.
+fn stale_drops(lab: &Lab, nodes: &[u8]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| crate::scrape::speaker_view(lab.prefix(), *n))
+        .map(|v| v.dropped("stale"))
+        .sum()
 }
 
 /// Two nodes that cannot gossip with each other; then healed.

@@ -28,6 +28,9 @@ pub enum Scenario {
     GossipBlocked,
     /// One node's speaker restarted with a gossip key the others do not hold.
     WrongKey,
+    /// One node's speaker restarted with its clock 30 s ahead: its datagrams rejected as
+    /// replays (outside the replay window) by the others, theirs by it.
+    ReplayedGossip,
     /// Two nodes, two speakers that cannot gossip.
     TwoNodeSplit,
     /// Two of three nodes gone (every frame dropped, links up).
@@ -54,9 +57,10 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in bench order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::GossipBlocked,
         Self::WrongKey,
+        Self::ReplayedGossip,
         Self::TwoNodeSplit,
         Self::MajorityLoss,
         Self::OwnerKilled,
@@ -75,6 +79,7 @@ impl Scenario {
         match self {
             Self::GossipBlocked => "gossip-blocked",
             Self::WrongKey => "wrong-key",
+            Self::ReplayedGossip => "replayed-gossip",
             Self::TwoNodeSplit => "two-node-split",
             Self::MajorityLoss => "majority-loss",
             Self::OwnerKilled => "owner-killed",
@@ -98,7 +103,9 @@ impl Scenario {
     /// that long to agree), none anywhere else.
     pub fn double_target_ms(self) -> u64 {
         match self {
-            Self::GossipBlocked | Self::WrongKey | Self::TwoNodeSplit => 1_000,
+            Self::GossipBlocked | Self::WrongKey | Self::ReplayedGossip | Self::TwoNodeSplit => {
+                1_000
+            }
             _ => 0,
         }
     }
@@ -108,7 +115,9 @@ impl Scenario {
     /// member dead after about 1 s in the lab; a loaded 2-core machine doubles that).
     pub fn unanswered_target_ms(self) -> Option<u64> {
         match self {
-            Self::GossipBlocked | Self::WrongKey | Self::TwoNodeSplit => Some(1_000),
+            Self::GossipBlocked | Self::WrongKey | Self::ReplayedGossip | Self::TwoNodeSplit => {
+                Some(1_000)
+            }
             Self::MajorityLoss => Some(2_000),
             Self::OwnerKilled | Self::OwnerStopped => Some(3_000),
             Self::ApiDown => Some(0),
@@ -210,6 +219,7 @@ pub fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
     match scenario {
         Scenario::GossipBlocked => gossip::gossip_blocked(options),
         Scenario::WrongKey => gossip::wrong_key(options),
+        Scenario::ReplayedGossip => gossip::replayed_gossip(options),
         Scenario::TwoNodeSplit => gossip::two_node_split(options),
         Scenario::MajorityLoss => gossip::majority_loss(options),
         Scenario::OwnerKilled => gossip::owner_killed(options),
