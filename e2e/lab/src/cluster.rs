@@ -58,7 +58,16 @@ const PREREQUISITES: &[(&str, &str)] = &[
 /// # Errors
 /// When a tool is missing and cannot be installed here.
 pub fn ensure_prerequisites() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PREREQUISITES
+    ensure_packages(PREREQUISITES)
+}
+
+/// Installs the packages of `tools` (command, package) whose command is missing, with apt-get
+/// when running as root; otherwise says exactly what to install.
+///
+/// # Errors
+/// When a tool is missing and cannot be installed here.
+pub fn ensure_packages(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = tools
         .iter()
         .filter(|(tool, _)| {
             Command::new("sh")
@@ -223,7 +232,8 @@ impl Lab {
         self.dir.join("kubeconfig")
     }
 
-    fn gossip_key(&self) -> PathBuf {
+    /// The gossip key file every speaker of the lab reads.
+    pub fn gossip_key(&self) -> PathBuf {
         self.dir.join("gossip.key")
     }
 
@@ -399,6 +409,20 @@ impl Lab {
     /// # Errors
     /// When the binary is missing or cannot be started.
     pub fn start_controller(&self, identity: &str, metrics_addr: &str) -> anyhow::Result<()> {
+        self.start_controller_with(identity, metrics_addr, &self.kubeconfig())
+    }
+
+    /// [`Lab::start_controller`] with another kubeconfig (one pointing at a recording proxy,
+    /// say, so this replica's writes can be told from another's).
+    ///
+    /// # Errors
+    /// When the binary is missing or cannot be started.
+    pub fn start_controller_with(
+        &self,
+        identity: &str,
+        metrics_addr: &str,
+        kubeconfig: &Path,
+    ) -> anyhow::Result<()> {
         let args = [
             "--namespace",
             SYSTEM_NAMESPACE,
@@ -408,8 +432,25 @@ impl Lab {
             identity,
         ];
         let program = binary("ferrolb-controller")?;
-        self.spawn(identity, &self.topo.bridge_ns, &program, &args, &self.env())?;
+        let mut env = self.env();
+        env.retain(|(k, _)| *k != "KUBECONFIG");
+        env.push(("KUBECONFIG", kubeconfig.display().to_string()));
+        self.spawn(identity, &self.topo.bridge_ns, &program, &args, &env)?;
         Ok(())
+    }
+
+    /// A kubeconfig like the lab's whose server is `http://addr` (a proxy in front of the API
+    /// server), written to the lab's directory under `name`.
+    ///
+    /// # Errors
+    /// When the lab's kubeconfig cannot be read or the new one written.
+    pub fn kubeconfig_via(&self, name: &str, addr: &str) -> anyhow::Result<PathBuf> {
+        let text = std::fs::read_to_string(self.kubeconfig())?;
+        let via = text.replace(&format!("http://{API_ADDR}"), &format!("http://{addr}"));
+        anyhow::ensure!(via != text, "the lab's kubeconfig does not name {API_ADDR}");
+        let path = self.dir.join(name);
+        std::fs::write(&path, via)?;
+        Ok(path)
     }
 
     /// The process name of node `node`'s speaker.
@@ -475,8 +516,33 @@ impl Lab {
             &["backend", "--name", &name],
             &[],
         )?;
+        self.start_speaker(node, &self.gossip_key())
+    }
+
+    /// Starts node `node`'s speaker (process [`Lab::speaker`]) with the gossip keys in `key`
+    /// (the lab's own key file, or another to make it a stranger to the others).
+    ///
+    /// # Errors
+    /// When the binary is missing, or the speaker runs already.
+    pub fn start_speaker(&self, node: u8, key: &Path) -> anyhow::Result<()> {
+        self.start_speaker_with_env(node, key, &[])
+    }
+
+    /// [`Lab::start_speaker`] with variables added to the lab's environment (a preloaded
+    /// library that shifts its clock, say).
+    ///
+    /// # Errors
+    /// When the binary is missing or cannot be started.
+    pub fn start_speaker_with_env(
+        &self,
+        node: u8,
+        key: &Path,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let ns = node_ns(self.prefix(), node);
+        let name = node_name(node);
         let ip = crate::topology::node_ip(node);
-        let key = self.gossip_key().display().to_string();
+        let key = key.display().to_string();
         let metrics = format!("{ip}:7472");
         let args = [
             "--node-name",
@@ -493,7 +559,9 @@ impl Lab {
             "2s",
         ];
         let speaker = binary("ferrolb-speaker")?;
-        self.spawn(&Self::speaker(node), &ns, &speaker, &args, &self.env())?;
+        let mut env = self.env();
+        env.extend(extra.iter().cloned());
+        self.spawn(&Self::speaker(node), &ns, &speaker, &args, &env)?;
         Ok(())
     }
 }

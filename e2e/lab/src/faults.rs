@@ -1,5 +1,6 @@
 //! Faults a scenario inflicts on the lab: a node's link cut, gossip blocked between groups of
-//! nodes, a process frozen, and a client made to forget what it learnt.
+//! nodes or around one node, a wrong gossip key, nodes gone from the network (links up, every
+//! frame dropped), a process frozen or killed, and a client made to forget what it learnt.
 
 use crate::cluster::Lab;
 use crate::process::Signal;
@@ -79,4 +80,166 @@ pub fn pause(lab: &Lab, name: &str) -> anyhow::Result<()> {
 /// When it does not run.
 pub fn resume(lab: &Lab, name: &str) -> anyhow::Result<()> {
     lab.processes().signal(name, Signal::Cont)
+}
+
+const GOSSIP_OFF_TABLE: &str = "ferrolb_lab_gossip_off";
+
+/// Cuts node `node` off gossip entirely (UDP 7946 dropped both ways in its namespace) while its
+/// link, the API and ARP/NDP still work: the node is fine, only gossip is gone.
+///
+/// # Errors
+/// When `nft` is missing or fails.
+pub fn isolate_gossip(prefix: &str, node: u8) -> anyhow::Result<()> {
+    let t = GOSSIP_OFF_TABLE;
+    let script = format!(
+        "add table inet {t}; \
+         add chain inet {t} input {{ type filter hook input priority 0 ; }} ; \
+         add chain inet {t} output {{ type filter hook output priority 0 ; }} ; \
+         add rule inet {t} input udp dport 7946 drop ; \
+         add rule inet {t} input udp sport 7946 drop ; \
+         add rule inet {t} output udp dport 7946 drop ; \
+         add rule inet {t} output udp sport 7946 drop"
+    );
+    in_ns(&node_ns(prefix, node), &["nft", &script])?;
+    Ok(())
+}
+
+/// Undoes [`isolate_gossip`].
+///
+/// # Errors
+/// When `nft` fails.
+pub fn restore_gossip(prefix: &str, node: u8) -> anyhow::Result<()> {
+    in_ns(
+        &node_ns(prefix, node),
+        &["nft", "delete", "table", "inet", GOSSIP_OFF_TABLE],
+    )?;
+    Ok(())
+}
+
+const GONE_TABLE: &str = "ferrolb_lab_gone";
+
+/// Makes nodes `nodes` really gone for everyone else: every frame to or from their bridge ports
+/// is dropped by nftables in the bridge namespace, while their links stay up (so the nodes
+/// themselves see no carrier loss, as with a dead switch port or a hung host). Done on the
+/// bridge rather than inside the nodes because the speaker answers ARP/NDP through a packet
+/// socket, which the inet and arp hooks of its own namespace never see.
+///
+/// # Errors
+/// When `nft` is missing or fails.
+pub fn drop_all_traffic(lab: &Lab, nodes: &[u8]) -> anyhow::Result<()> {
+    let prefix = lab.prefix();
+    let ports: Vec<String> = nodes.iter().map(|n| format!("\"{prefix}n{n}v\"")).collect();
+    let set = format!("{{ {} }}", ports.join(", "));
+    let t = GONE_TABLE;
+    let script = format!(
+        "add table bridge {t}; \
+         add chain bridge {t} forward {{ type filter hook forward priority 0 ; }} ; \
+         add chain bridge {t} input {{ type filter hook input priority 0 ; }} ; \
+         add chain bridge {t} output {{ type filter hook output priority 0 ; }} ; \
+         add rule bridge {t} forward iifname {set} drop ; \
+         add rule bridge {t} forward oifname {set} drop ; \
+         add rule bridge {t} input iifname {set} drop ; \
+         add rule bridge {t} output oifname {set} drop"
+    );
+    in_ns(&lab.topology().bridge_ns, &["nft", &script])?;
+    Ok(())
+}
+
+/// Undoes [`drop_all_traffic`].
+///
+/// # Errors
+/// When `nft` fails.
+pub fn restore_traffic(lab: &Lab) -> anyhow::Result<()> {
+    in_ns(
+        &lab.topology().bridge_ns,
+        &["nft", "delete", "table", "bridge", GONE_TABLE],
+    )?;
+    Ok(())
+}
+
+/// Restarts node `node`'s speaker with a gossip key the others do not hold: it leaves
+/// gracefully (SIGTERM), then comes back a stranger to the group. [`restart_speaker`] brings it
+/// back with the lab's key.
+///
+/// # Errors
+/// When it does not stop or start.
+pub fn restart_speaker_with_wrong_key(lab: &Lab, node: u8) -> anyhow::Result<()> {
+    let wrong = lab.dir().join(format!("wrong-{node}.key"));
+    std::fs::write(&wrong, format!("not-the-lab-key-{node}\n"))?;
+    stop_speaker(lab, node)?;
+    lab.start_speaker(node, &wrong)
+}
+
+/// Restarts node `node`'s speaker with the lab's key (after [`restart_speaker_with_wrong_key`]).
+///
+/// # Errors
+/// When it does not stop or start.
+pub fn restart_speaker(lab: &Lab, node: u8) -> anyhow::Result<()> {
+    stop_speaker(lab, node)?;
+    lab.start_speaker(node, &lab.gossip_key())
+}
+
+/// Restarts node `node`'s speaker with its wall clock `ahead_secs` seconds ahead of everyone
+/// else's (libfaketime preloaded; the monotonic clock, which timers use, is left alone), as on a
+/// node whose NTP broke. Every datagram it seals then carries a send time outside the others'
+/// replay window, so they drop each one as a replay (`stale`), and it drops theirs alike: its
+/// link is fine, its gossip is refused. [`restart_speaker`] brings it back on the true time.
+///
+/// # Errors
+/// When libfaketime is missing and cannot be installed, or the speaker does not stop or start.
+pub fn restart_speaker_with_clock_ahead(
+    lab: &Lab,
+    node: u8,
+    ahead_secs: u64,
+) -> anyhow::Result<()> {
+    let library = faketime_library()?;
+    stop_speaker(lab, node)?;
+    lab.start_speaker_with_env(
+        node,
+        &lab.gossip_key(),
+        &[
+            ("LD_PRELOAD", library.display().to_string()),
+            ("FAKETIME", format!("+{ahead_secs}s")),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+        ],
+    )
+}
+
+/// Where Debian's `faketime` package puts the preload library, installing it when missing.
+fn faketime_library() -> anyhow::Result<std::path::PathBuf> {
+    let find = || {
+        std::fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+            .chain([std::path::PathBuf::from(
+                "/usr/lib/faketime/libfaketime.so.1",
+            )])
+            .find(|p| p.exists())
+    };
+    if let Some(found) = find() {
+        return Ok(found);
+    }
+    crate::cluster::ensure_packages(&[("faketime", "faketime")])?;
+    find().ok_or_else(|| anyhow::anyhow!("libfaketime.so.1 not found after installing faketime"))
+}
+
+fn stop_speaker(lab: &Lab, node: u8) -> anyhow::Result<()> {
+    lab.processes().stop(
+        &Lab::speaker(node),
+        Signal::Term,
+        std::time::Duration::from_secs(15),
+    )?;
+    Ok(())
+}
+
+/// Kills lab process `name` at once (SIGKILL): no goodbye to anyone.
+///
+/// # Errors
+/// When it does not run or does not die.
+pub fn kill(lab: &Lab, name: &str) -> anyhow::Result<()> {
+    lab.processes()
+        .stop(name, Signal::Kill, std::time::Duration::from_secs(5))?;
+    Ok(())
 }

@@ -14,6 +14,7 @@
 //! - [`forgery`]: crafted frames and gossip datagrams, captures and replays;
 //! - [`wait`]: the one way to wait for a condition; [`binaries`]: the one way to find binaries.
 
+pub mod apiproxy;
 pub mod binaries;
 pub mod cluster;
 pub mod faults;
@@ -22,9 +23,11 @@ pub mod objects;
 pub mod observe;
 pub mod prober;
 pub mod process;
+pub mod scenarios;
 pub mod scrape;
 pub mod topology;
 pub mod wait;
+pub mod witness;
 
 pub use cluster::Lab;
 

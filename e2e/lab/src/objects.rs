@@ -89,6 +89,7 @@ impl Object for Pool {
 pub struct L2Advertisement {
     name: String,
     pools: Vec<String>,
+    interfaces: Vec<String>,
 }
 
 /// Advertisement `name` of every pool, on every node.
@@ -96,6 +97,7 @@ pub fn l2_advertisement(name: &str) -> L2Advertisement {
     L2Advertisement {
         name: name.to_owned(),
         pools: Vec::new(),
+        interfaces: Vec::new(),
     }
 }
 
@@ -106,6 +108,14 @@ impl L2Advertisement {
         self.pools.extend(pools.iter().map(|p| (*p).to_owned()));
         self
     }
+
+    /// Announces on these interfaces only.
+    #[must_use]
+    pub fn interfaces(mut self, interfaces: &[&str]) -> Self {
+        self.interfaces
+            .extend(interfaces.iter().map(|i| (*i).to_owned()));
+        self
+    }
 }
 
 impl Object for L2Advertisement {
@@ -113,6 +123,9 @@ impl Object for L2Advertisement {
         let mut spec = json!({});
         if !self.pools.is_empty() {
             spec["ipAddressPools"] = json!(self.pools);
+        }
+        if !self.interfaces.is_empty() {
+            spec["interfaces"] = json!(self.interfaces);
         }
         json!({
             "apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement",
@@ -187,6 +200,25 @@ impl Service {
     pub fn local(mut self) -> Self {
         self.spec["externalTrafficPolicy"] = json!("Local");
         self
+    }
+
+    /// Serves `port` instead of 80.
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.spec["ports"] = json!([{"port": port}]);
+        self
+    }
+
+    /// Requests these IPs (annotation `ferrolb.io/loadBalancerIPs`).
+    #[must_use]
+    pub fn requesting_ips(self, ips: &[&str]) -> Self {
+        self.annotation("ferrolb.io/loadBalancerIPs", &ips.join(","))
+    }
+
+    /// Shares its IPs with Services of the same `key` (annotation `ferrolb.io/allow-shared-ip`).
+    #[must_use]
+    pub fn sharing(self, key: &str) -> Self {
+        self.annotation("ferrolb.io/allow-shared-ip", key)
     }
 
     /// `spec.loadBalancerIP`.

@@ -243,6 +243,32 @@ impl Topology {
             .ok_or_else(|| anyhow::anyhow!("no host {ns} in lab {}", self.prefix))
     }
 
+    /// Gives `host` a second link to the bridge, named `name` inside it, up, without addresses
+    /// (an interface some nodes have and others lack). Its bridge side is `<prefix><host>x`.
+    ///
+    /// # Errors
+    /// When iproute2 fails.
+    pub fn add_link(&self, host: &Host, name: &str) -> anyhow::Result<()> {
+        let short = host.ns.strip_prefix(&self.prefix).unwrap_or(&host.ns);
+        let outside = format!("{}{short}x", self.prefix);
+        in_ns(
+            &self.bridge_ns,
+            &[
+                "ip", "link", "add", &outside, "type", "veth", "peer", "name", name,
+            ],
+        )?;
+        in_ns(
+            &self.bridge_ns,
+            &["ip", "link", "set", name, "netns", &host.ns],
+        )?;
+        in_ns(
+            &self.bridge_ns,
+            &["ip", "link", "set", &outside, "master", "br0", "up"],
+        )?;
+        in_ns(&host.ns, &["ip", "link", "set", name, "up"])?;
+        Ok(())
+    }
+
     /// Cuts a host off the network (its bridge port down), or restores it.
     ///
     /// # Errors

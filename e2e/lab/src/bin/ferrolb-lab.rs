@@ -4,6 +4,10 @@
 //! - `flood --iface IF --count N`: send malformed and truncated ARP/NDP frames.
 //! - `probe --target IP`: an HTTP request to IP every 10 ms, one line per probe (who answered,
 //!   or why not) until stdin closes, then a summary (see `ferrolb_lab::prober`).
+//! - `witness --ip IP...`: ARP/NDP requests for these IPs every 10 ms, one line per request and
+//!   per answer (which MAC, when) until stdin closes (see `ferrolb_lab::witness`).
+//! - `api-proxy --listen ADDR --upstream ADDR`: forwards HTTP to the API server, one line per
+//!   write request with its status (see `ferrolb_lab::apiproxy`).
 //! - `send-udp --to ADDR --hex HEX...`: send each hex string as one UDP datagram.
 //! - `backend --name NODE`: the HTTP backend behind Service IPs on a node.
 //!
@@ -111,6 +115,35 @@ enum Command {
         #[arg(long)]
         duration_ms: Option<u64>,
     },
+    /// Ask for each IP (ARP or NDP) every interval until stdin closes, printing one line per
+    /// request and per answer: who claimed the IP, and when (see `ferrolb_lab::witness`).
+    Witness {
+        /// The interface to ask on.
+        #[arg(long, default_value = "eth0")]
+        iface: String,
+        /// IPs to ask for.
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
+        /// Time between rounds.
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
+    },
+    /// Forward HTTP from `--listen` to `--upstream`, printing one line per write request with
+    /// the status it got (see `ferrolb_lab::apiproxy`).
+    ApiProxy {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The API server.
+        #[arg(long)]
+        upstream: std::net::SocketAddr,
+        /// Hold back requests whose path contains this (with `--slow-ms`).
+        #[arg(long, requires = "slow_ms")]
+        slow_path: Option<String>,
+        /// How long such requests wait, ms.
+        #[arg(long, requires = "slow_path")]
+        slow_ms: Option<u64>,
+    },
     /// Send each hex string as one UDP datagram.
     SendUdp {
         /// Destination.
@@ -147,6 +180,20 @@ fn run_probe(
         &mut std::io::stdout().lock(),
     )?;
     Ok(())
+}
+
+fn run_witness(iface: &str, ips: &[IpAddr], interval: Duration) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Runs until the caller closes stdin (or goes away).
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let out = std::sync::Mutex::new(std::io::stdout());
+    ferrolb_lab::witness::run_witness(iface, ips, interval, &stop, &out)
 }
 
 fn send_udp(to: std::net::SocketAddr, datagrams: &[String]) -> anyhow::Result<()> {
@@ -417,6 +464,25 @@ fn main() -> anyhow::Result<()> {
             duration_ms.map(Duration::from_millis),
         ),
         Command::SendUdp { to, datagrams } => send_udp(to, &datagrams),
+        Command::Witness {
+            iface,
+            ips,
+            interval_ms,
+        } => run_witness(&iface, &ips, Duration::from_millis(interval_ms)),
+        Command::ApiProxy {
+            listen,
+            upstream,
+            slow_path,
+            slow_ms,
+        } => {
+            let slow = slow_path
+                .zip(slow_ms)
+                .map(|(path_part, ms)| ferrolb_lab::apiproxy::Slow {
+                    path_part,
+                    delay: Duration::from_millis(ms),
+                });
+            ferrolb_lab::apiproxy::run_proxy(listen, upstream, slow)
+        }
         Command::Up { nodes, prefix } => {
             let prefix = prefix.unwrap_or_else(|| ferrolb_lab::cluster::prefix("fl"));
             let lab = ferrolb_lab::Lab::up(&prefix, nodes)?;
