@@ -46,6 +46,10 @@ pub trait Announce {
     /// Announce every answered IP once more (a member came back: clients that moved to an
     /// interim owner during a partition must come back).
     fn reannounce(&mut self) {}
+    /// Gains of these IPs (until the next call) are takeovers from a node that gossip calls
+    /// dead: claim each only when the link shows nobody else answers it (see
+    /// [`crate::l2::claim`]).
+    fn takeovers(&mut self, _ips: std::collections::BTreeSet<IpAddr>) {}
 }
 
 /// This node's current announcements.

@@ -7,7 +7,7 @@
 //! Needs `CAP_NET_RAW` (packet sockets) only; joining multicast groups uses a plain UDP socket
 //! and watching links a netlink socket, neither of which needs a capability.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -21,7 +21,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::announcer::Announce;
 use crate::election::Interfaces;
-use crate::l2::claim::{Claim, ClaimTiming, L2Report, LinkShared, Owned};
+use crate::l2::claim::{Claim, ClaimKind, ClaimTiming, L2Report, LinkShared, Owned};
 use crate::l2::interfaces::{LinkInfo, NameFilter, select};
 use crate::metrics::{InterfaceLabel, IpLabel, L2Metrics};
 use prometheus_client::metrics::counter::Counter;
@@ -80,6 +80,8 @@ pub struct L2Responder {
     /// The kernel's interfaces at that scan (what channels are opened on).
     interfaces: Vec<NetworkInterface>,
     generation: u64,
+    /// IPs whose gains are takeovers (see [`Announce::takeovers`]).
+    takeovers: BTreeSet<IpAddr>,
 }
 
 impl std::fmt::Debug for L2Responder {
@@ -199,6 +201,7 @@ impl L2Responder {
             last_scan: Vec::new(),
             interfaces: Vec::new(),
             generation: 0,
+            takeovers: BTreeSet::new(),
         };
         (responder, rx)
     }
@@ -281,10 +284,16 @@ impl L2Responder {
         if let IpAddr::V6(v6) = ip {
             self.join_group(v6, index);
         }
+        let kind = if self.takeovers.contains(&ip) {
+            ClaimKind::Takeover
+        } else {
+            ClaimKind::Handover
+        };
         let claim = Claim {
             link: shared,
             ip,
             generation,
+            kind,
             timing: self.config.timing.clone(),
             metrics: self.metrics.clone(),
             reports: self.reports.clone(),
@@ -421,6 +430,10 @@ impl Announce for L2Responder {
                 link.shared.announce(ip, &self.metrics);
             }
         }
+    }
+
+    fn takeovers(&mut self, ips: BTreeSet<IpAddr>) {
+        self.takeovers = ips;
     }
 
     fn relink(&mut self) -> Vec<(IpAddr, Vec<String>)> {
