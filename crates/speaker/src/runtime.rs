@@ -349,6 +349,15 @@ fn record_gossip(metrics: &Metrics, stats: &GossipStats, alive: usize) {
     }
 }
 
+fn announced_labels(service: &str, node: &str, ip: IpAddr) -> AnnouncedLabels {
+    AnnouncedLabels {
+        service: service.to_owned(),
+        node: node.to_owned(),
+        ip: ip.to_string(),
+        protocol: if ip.is_ipv4() { "ipv4" } else { "ipv6" },
+    }
+}
+
 fn record_changes(metrics: &Metrics, node: &str, changes: &[Change]) {
     for change in changes {
         let (ip, service, gained) = match change {
@@ -559,9 +568,9 @@ impl<R: Announce> Runtime<'_, R> {
             &self.announcing.previous_owners,
             view,
         );
-        self.responder.takeovers(takeovers);
+        self.responder.takeovers(takeovers.clone());
         self.announcing.previous_owners = owners;
-        let announced = self.announce(&ownership, &services);
+        let announced = self.announce(&ownership, &services, &takeovers);
         self.reannounce_if_a_member_returned(view);
         self.publish_notices(&cluster, view, &ownership, &announced);
         self.write_statuses(&announced);
@@ -620,12 +629,7 @@ impl<R: Announce> Runtime<'_, R> {
         let Some((service, _)) = self.announcing.announcer.announced().get(&ip) else {
             return false;
         };
-        let labels = AnnouncedLabels {
-            service: service.clone(),
-            node: self.config.node.clone(),
-            ip: ip.to_string(),
-            protocol: if ip.is_ipv4() { "ipv4" } else { "ipv6" },
-        };
+        let labels = announced_labels(service, &self.config.node, ip);
         if deferred {
             self.announcing.deferred.insert(ip);
             self.metrics.announced.remove(&labels);
@@ -642,9 +646,22 @@ impl<R: Announce> Runtime<'_, R> {
         &mut self,
         ownership: &BTreeMap<String, Ownership>,
         services: &[ServiceFacts],
+        takeovers: &BTreeSet<IpAddr>,
     ) -> BTreeMap<String, BTreeSet<String>> {
         let changes = self.announcing.announcer.update_from(ownership, services);
         record_changes(&self.metrics, &self.config.node, &changes);
+        // A takeover counts as announced (metric, status, the other nodes' objects cleaned up)
+        // only once the link showed nobody else answers it (`L2Report::TakenOver`).
+        for change in &changes {
+            if let Change::Gained { ip, service, .. } = change
+                && takeovers.contains(ip)
+            {
+                self.announcing.deferred.insert(*ip);
+                self.metrics
+                    .announced
+                    .remove(&announced_labels(service, &self.config.node, *ip));
+            }
+        }
         let placed = Announcer::apply(&changes, self.responder);
         self.announcing.record(&changes, placed);
         let announced = self.announcing.by_service();

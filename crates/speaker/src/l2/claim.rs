@@ -128,7 +128,7 @@ pub enum L2Report {
         /// Where.
         interface: String,
     },
-    /// A takeover held back before is done: nobody else answers `ip` any more.
+    /// A takeover is done: nobody else answered the probe for `ip`.
     TakenOver {
         /// The IP.
         ip: IpAddr,
@@ -346,7 +346,7 @@ pub enum ClaimAction {
         /// Who answered.
         macs: BTreeSet<Mac>,
     },
-    /// A takeover held back before went through.
+    /// A takeover went through (nobody answered the probe).
     TakenOver,
 }
 
@@ -565,11 +565,11 @@ impl ClaimMachine {
                     answering: true,
                     after_deferral,
                 };
-                let mut actions = vec![ClaimAction::Answer, ClaimAction::Announce];
-                if after_deferral {
-                    actions.push(ClaimAction::TakenOver);
-                }
-                actions
+                vec![
+                    ClaimAction::Answer,
+                    ClaimAction::Announce,
+                    ClaimAction::TakenOver,
+                ]
             }
             ClaimKind::Handover if !seen.is_empty() && !confirming => {
                 // Maybe the previous owner answered before it learnt it lost the IP: ask again.
@@ -720,7 +720,7 @@ impl Claim {
                     }
                 }
                 ClaimAction::TakenOver => {
-                    tracing::info!(%ip, %interface, "takeover done: nobody else answers any more");
+                    tracing::info!(%ip, %interface, "takeover: nobody else answers on the link");
                     let _ = self.reports.send(L2Report::TakenOver {
                         ip,
                         interface: interface.clone(),
@@ -746,11 +746,8 @@ impl Claim {
         let mut watching = true;
         let mut actions = machine.start(epoch.elapsed());
         loop {
-            if !self.carry_out(std::mem::take(&mut actions), &probe)
-                || !self.link.current(ip, generation)
-            {
-                break;
-            }
+            // Before the actions: an answer to the probe among them may come back within a
+            // millisecond, and must find the watch open.
             if machine.watching() != watching {
                 watching = machine.watching();
                 if watching {
@@ -758,6 +755,11 @@ impl Claim {
                 } else {
                     self.link.stop_watch(ip);
                 }
+            }
+            if !self.carry_out(std::mem::take(&mut actions), &probe)
+                || !self.link.current(ip, generation)
+            {
+                break;
             }
             let Some(due) = machine.wake_at() else {
                 break;
@@ -845,7 +847,14 @@ mod tests {
         assert_eq!(m.start(ms(0)), [ClaimAction::Probe]);
         assert!(m.watching());
         assert_eq!(m.wake_at(), Some(wait));
-        assert_eq!(m.timer(wait), [ClaimAction::Answer, ClaimAction::Announce]);
+        assert_eq!(
+            m.timer(wait),
+            [
+                ClaimAction::Answer,
+                ClaimAction::Announce,
+                ClaimAction::TakenOver
+            ]
+        );
     }
 
     #[test]
