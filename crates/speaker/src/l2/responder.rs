@@ -30,9 +30,6 @@ use prometheus_client::metrics::counter::Counter;
 const IFF_NOARP: u32 = 0x80;
 /// How long a reader waits for a frame before checking whether it should stop.
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
-/// At most one defence per IP this often (RFC 5227 section 2.4 (b): DEFEND_INTERVAL is 10 s; a
-/// shorter one lets a second taker, after a first one backed off, be answered at once too).
-const DEFEND_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause after a read error other than a timeout (a vanished interface), so a dead link does
 /// not spin a core until the rescan closes it.
 const ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -137,7 +134,6 @@ fn read_loop(
         .clone();
     // Per-IP counters looked up once, not per frame (a label lookup formats the IP).
     let mut per_ip: BTreeMap<IpAddr, (Counter, Counter)> = BTreeMap::new();
-    let mut defended: BTreeMap<std::net::Ipv4Addr, std::time::Instant> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
         let frame = match rx.next() {
             Ok(frame) => frame,
@@ -156,7 +152,6 @@ fn read_loop(
         if link.quiet.load(Ordering::Relaxed) && ferrolb_wire::is_address_probe(frame) {
             continue;
         }
-        defend(&link, frame, &metrics, &mut defended);
         let verdict = {
             let owned = link.owned.read().unwrap_or_else(PoisonError::into_inner);
             Responder {
@@ -189,47 +184,6 @@ fn read_loop(
             Verdict::Ignore(_) => {}
         }
     }
-}
-
-/// Another MAC announces an IPv4 address this link answers for (a node that took it over
-/// because gossip calls this one dead, though its probe went unanswered here): announce it
-/// again at once, as RFC 5227 section 2.4 (b) has a host defend its address. The taker listens
-/// for exactly that after claiming (see [`crate::l2::claim`]) and falls silent, and clients that
-/// moved to the taker's MAC come back.
-fn defend(
-    link: &LinkShared,
-    frame: &[u8],
-    metrics: &L2Metrics,
-    defended: &mut BTreeMap<std::net::Ipv4Addr, std::time::Instant>,
-) {
-    if frame.len() < 14 || frame[12..14] != [0x08, 0x06] || link.quiet.load(Ordering::Relaxed) {
-        return;
-    }
-    let Ok(arp) = ferrolb_wire::ArpRepr::parse(&frame[14..]) else {
-        return;
-    };
-    if arp.sender_mac == link.mac || arp.sender_ip.is_unspecified() {
-        return;
-    }
-    let owned = link
-        .owned
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .v4
-        .contains(&arp.sender_ip);
-    if !owned {
-        return;
-    }
-    let now = std::time::Instant::now();
-    if defended
-        .get(&arp.sender_ip)
-        .is_some_and(|at| now.duration_since(*at) < DEFEND_INTERVAL)
-    {
-        return;
-    }
-    defended.insert(arp.sender_ip, now);
-    tracing::warn!(ip = %arp.sender_ip, mac = %arp.sender_mac, interface = %link.name, "another station claims an IP this node answers for; defending it");
-    link.announce(IpAddr::V4(arp.sender_ip), metrics);
 }
 
 impl L2Responder {
