@@ -48,8 +48,11 @@ pub trait Announce {
     fn reannounce(&mut self) {}
     /// Gains of these IPs (until the next call) are takeovers from a node that gossip calls
     /// dead: claim each only when the link shows nobody else answers it (see
-    /// [`crate::l2::claim`]).
-    fn takeovers(&mut self, _ips: std::collections::BTreeSet<IpAddr>) {}
+    /// [`crate::l2::claim`]). True when the receiver does so and reports each outcome
+    /// (`L2Report::TakenOver` / `TakeoverDeferred`); false (the default) when it claims at once.
+    fn takeovers(&mut self, _ips: std::collections::BTreeSet<IpAddr>) -> bool {
+        false
+    }
 }
 
 /// This node's current announcements.

@@ -568,7 +568,12 @@ impl<R: Announce> Runtime<'_, R> {
             &self.announcing.previous_owners,
             view,
         );
-        self.responder.takeovers(takeovers.clone());
+        let witnessed = self.responder.takeovers(takeovers.clone());
+        let takeovers = if witnessed {
+            takeovers
+        } else {
+            BTreeSet::new()
+        };
         self.announcing.previous_owners = owners;
         let announced = self.announce(&ownership, &services, &takeovers);
         self.reannounce_if_a_member_returned(view);

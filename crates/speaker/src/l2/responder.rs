@@ -432,8 +432,9 @@ impl Announce for L2Responder {
         }
     }
 
-    fn takeovers(&mut self, ips: BTreeSet<IpAddr>) {
+    fn takeovers(&mut self, ips: BTreeSet<IpAddr>) -> bool {
         self.takeovers = ips;
+        true
     }
 
     fn relink(&mut self) -> Vec<(IpAddr, Vec<String>)> {
