@@ -16,9 +16,11 @@ use super::timing::Timing;
 
 /// A speaker that knows fewer members than it has peers asks them again to let it in after
 /// this, doubling (with jitter) up to [`REJOIN_CAP`] while they stay silent: a cut-off speaker
-/// costs its peers a few datagrams a minute, not a join storm. foca's own announcements to
-/// members it believes down (every 5 s) heal a partition meanwhile.
-const REJOIN_FIRST: Duration = Duration::from_secs(1);
+/// costs its peers a few datagrams a minute, not a join storm (foca's own announcements to
+/// members it believes down, every 5 s, heal a partition meanwhile). Short at first, because
+/// speakers start in any order: one that asked a peer before that peer listened must ask again
+/// before it decides ownership without it.
+const REJOIN_FIRST: Duration = Duration::from_millis(200);
 /// The longest wait between two rejoin attempts.
 const REJOIN_CAP: Duration = Duration::from_secs(30);
 /// Largest datagram accepted (foca keeps its own below 1,400 bytes).
