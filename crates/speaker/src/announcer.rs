@@ -67,6 +67,13 @@ pub trait Announce {
     /// Announce every answered IP once more (a member came back: clients that moved to an
     /// interim owner during a partition must come back).
     fn reannounce(&mut self) {}
+    /// Gains of these IPs (until the next call) are takeovers from a node that gossip calls
+    /// dead: claim each only when the link shows nobody else answers it (see
+    /// [`crate::l2::claim`]). True when the receiver does so and reports each outcome
+    /// (`L2Report::TakenOver` / `TakeoverDeferred`); false (the default) when it claims at once.
+    fn takeovers(&mut self, _ips: BTreeSet<IpAddr>) -> bool {
+        false
+    }
     /// The interfaces of this node that can carry Service IPs now (up, with carrier, passing
     /// the name filter or named in `named`, the interfaces L2Advertisements name), for other
     /// speakers to read; `None` when this responder does not know its links (a test double).

@@ -6,6 +6,7 @@ pub mod announcer;
 pub mod election;
 pub mod gossip;
 pub mod inputs;
+pub mod isolation;
 pub mod l2;
 pub mod metrics;
 pub mod publish;

@@ -61,6 +61,9 @@ pub struct L2Metrics {
     pub malformed: Family<InterfaceLabel, Counter>,
     /// Address conflicts detected (another MAC claims an IP this node announces).
     pub conflicts: Family<IpLabel, Counter>,
+    /// Takeovers held back because another MAC still answers the IP (an owner that gossip calls
+    /// dead is alive on the link). Not per IP: a cut-off node re-probes every few hundred ms.
+    pub takeover_deferred: Counter,
 }
 
 impl L2Metrics {
@@ -90,6 +93,8 @@ pub struct Metrics {
     /// (Service, IP) pairs found outside every IPAddressPool and never answered, once per
     /// change.
     pub ip_not_in_pool: Counter,
+    /// 1 while this speaker hears no gossip peer although the API shows other speakers Ready.
+    pub gossip_isolated: Gauge,
 }
 
 impl Metrics {
@@ -104,6 +109,7 @@ impl Metrics {
             owner_changes: Counter::default(),
             ipvs_strict_arp_missing: Gauge::default(),
             ip_not_in_pool: Counter::default(),
+            gossip_isolated: Gauge::default(),
         };
         registry.register(
             "ferrolb_speaker_announced",
@@ -135,6 +141,16 @@ impl Metrics {
             "ferrolb_speaker_ip_not_in_pool",
             "Service IPs found outside every IPAddressPool (another writer put them in status); never answered",
             m.ip_not_in_pool.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_gossip_isolated",
+            "1 while this speaker hears no gossip peer although the API shows other speaker Pods Ready (it then keeps its own IPs and takes over none that another MAC still answers)",
+            m.gossip_isolated.clone(),
+        );
+        registry.register(
+            "ferrolb_layer2_takeover_deferred",
+            "Takeovers held back because another MAC still answered the IP (its owner is alive on the link though gossip calls it dead)",
+            m.l2.takeover_deferred.clone(),
         );
         registry.register(
             "ferrolb_layer2_requests_received",

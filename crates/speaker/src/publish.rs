@@ -1,10 +1,13 @@
 //! Writes what [`crate::visibility`] decided: `ServiceL2Status` objects (server-side apply, as
 //! the speaker's field manager, owned by this speaker's pod so they go with it), Events, and the
-//! annotations the speaker publishes on its own Pod (its usable interfaces). One
-//! task, in order, so a delete never overtakes the apply before it; a failed write is logged and
-//! left to the next change (the runtime's plan is level-triggered against the watched objects).
+//! annotations the speaker publishes on its own Pod (its usable interfaces). One task, in
+//! order, so a delete never overtakes the apply before it; a failed status write is retried,
+//! backing off, until it lands or a newer write of the same object replaces it. Events are sent
+//! once (the runtime decides them on change only); a failed annotation is sent again at the
+//! next recheck.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use ferrolb_api::annotations::{
     NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, SPEAKER_FIELD_MANAGER,
@@ -17,7 +20,13 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::gossip::backoff::Backoff;
 use crate::visibility::StatusWrite;
+
+/// First retry of a failed status write; doubles (jittered) up to [`RETRY_CAP`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between two retries of a failed status write.
+const RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// One thing to publish.
 #[derive(Debug, Clone)]
@@ -127,14 +136,51 @@ async fn write_status(
     Ok(())
 }
 
+fn write_name(write: &StatusWrite) -> &str {
+    match write {
+        StatusWrite::Apply { name, .. } | StatusWrite::Delete { name } => name,
+    }
+}
+
 /// Publishes everything it receives, in order, until the sender is dropped.
 pub async fn run(publisher: Publisher, mut outputs: UnboundedReceiver<Output>) {
     let events = Events::new(publisher.client.clone(), "ferrolb-speaker", &publisher.node);
-    while let Some(output) = outputs.recv().await {
+    // Failed status writes by object name: the latest write of each object, retried until it
+    // lands (one object per Service this node announces, so bounded by those).
+    let mut failed: BTreeMap<String, (StatusWrite, Option<OwnerReference>)> = BTreeMap::new();
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP);
+    let mut retry_at = tokio::time::Instant::now();
+    loop {
+        let output = tokio::select! {
+            output = outputs.recv() => match output {
+                Some(output) => output,
+                None => break,
+            },
+            () = tokio::time::sleep_until(retry_at), if !failed.is_empty() => {
+                for (name, (write, owner)) in std::mem::take(&mut failed) {
+                    if let Err(e) = write_status(&publisher, &write, owner.clone()).await {
+                        tracing::debug!(error = %e, %name, "ServiceL2Status write failed again");
+                        failed.insert(name, (write, owner));
+                    }
+                }
+                if failed.is_empty() {
+                    backoff.reset();
+                } else {
+                    retry_at = tokio::time::Instant::now() + backoff.next(rand::random());
+                }
+                continue;
+            }
+        };
         match output {
             Output::Status(write, owner) => {
-                if let Err(e) = write_status(&publisher, &write, owner).await {
-                    tracing::warn!(error = %e, ?write, "ServiceL2Status write failed");
+                // A newer write of the object replaces a failed one.
+                failed.remove(write_name(&write));
+                if let Err(e) = write_status(&publisher, &write, owner.clone()).await {
+                    tracing::warn!(error = %e, ?write, "ServiceL2Status write failed; retrying until it lands");
+                    if failed.is_empty() {
+                        retry_at = tokio::time::Instant::now() + backoff.next(rand::random());
+                    }
+                    failed.insert(write_name(&write).to_owned(), (write, owner));
                 }
             }
             Output::Annotate { pod, key, value } => {

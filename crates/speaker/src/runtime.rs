@@ -32,6 +32,7 @@ use crate::election::{Cluster, Decisions, ServiceFacts, decide_all, owners_by_se
 use crate::gossip::node::GossipStats;
 use crate::gossip::udp::GossipHandle;
 use crate::inputs;
+use crate::isolation::{self, IsolationChange, IsolationWatch};
 use crate::l2::claim::L2Report;
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
@@ -41,7 +42,8 @@ use crate::visibility::{
 };
 
 /// How long a speaker with peers waits to join them before deciding alone (peers that never
-/// answer are down, or the key differs).
+/// answer are down, or the key differs). Deciding alone is safe: every IP another node would own
+/// is claimed only if nobody answers it on the link (see [`crate::isolation`]).
 const JOIN_PATIENCE: Duration = Duration::from_secs(5);
 /// Interfaces and the kube-proxy IPVS setting are also checked this often, in case a link
 /// change notice was missed (or the netlink socket could not be opened).
@@ -261,6 +263,20 @@ impl Stores {
             .collect()
     }
 
+    /// Nodes whose speaker Pod is Ready (running, not being deleted, condition Ready True).
+    fn ready_speaker_nodes(&self) -> BTreeSet<String> {
+        self.speaker_pods()
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+            .collect()
+    }
+
     /// The gossip peers: the static ones and every speaker pod's IP.
     fn peers(&self, config: &RuntimeConfig) -> Vec<SocketAddr> {
         let mut peers: BTreeSet<SocketAddr> = config.static_peers.iter().copied().collect();
@@ -345,6 +361,15 @@ fn record_gossip(metrics: &Metrics, stats: &GossipStats, alive: usize) {
     }
 }
 
+fn announced_labels(service: &str, node: &str, ip: IpAddr) -> AnnouncedLabels {
+    AnnouncedLabels {
+        service: service.to_owned(),
+        node: node.to_owned(),
+        ip: ip.to_string(),
+        protocol: if ip.is_ipv4() { "ipv4" } else { "ipv6" },
+    }
+}
+
 fn record_changes(metrics: &Metrics, node: &str, changes: &[Change]) {
     let labels = |ip: &IpAddr, service: &String| AnnouncedLabels {
         service: service.clone(),
@@ -389,6 +414,9 @@ enum Wake {
     Recheck,
     /// The watches ended (they retry forever, so this is a bug).
     WatchesEnded,
+    /// A part of the speaker that must run as long as it does ended (a bug): exit, so the
+    /// kubelet restarts the whole process rather than leave it half alive.
+    PartEnded(&'static str),
     /// Time to leave.
     Shutdown,
 }
@@ -404,6 +432,10 @@ struct Wakeups {
     patience_over: bool,
     recheck: tokio::time::Interval,
     feedback: L2Feedback,
+    /// When the isolation grace runs out, if it is running.
+    isolation_at: Option<tokio::time::Instant>,
+    /// The task that publishes statuses and Events.
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Wakeups {
@@ -413,7 +445,15 @@ impl Wakeups {
                 Some(()) => Wake::Changed,
                 None => Wake::WatchesEnded,
             },
-            _ = self.members.changed() => Wake::Changed,
+            changed = self.members.changed() => match changed {
+                Ok(()) => Wake::Changed,
+                Err(_) => Wake::PartEnded("gossip"),
+            },
+            () = sleep_until(self.isolation_at) => {
+                self.isolation_at = None;
+                Wake::Changed
+            }
+            _ = &mut self.writer => Wake::PartEnded("status and Event writer"),
             () = &mut self.loading, if !self.loaded => {
                 self.loaded = true;
                 Wake::CachesLoaded
@@ -441,6 +481,14 @@ impl Wakeups {
     }
 }
 
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The announcing side of the runtime: the announcer, where each IP is answered, and what has
 /// been told to operators.
 struct Announcing {
@@ -455,6 +503,11 @@ struct Announcing {
     usable: UsablePublisher,
     /// The kube-proxy IPVS problem last reported.
     ipvs: Option<String>,
+    /// IPs this node owns in its view but holds back: their owner, dead to gossip, still
+    /// answers on the link.
+    deferred: BTreeSet<IpAddr>,
+    /// Each IP's owner in the last round, to tell a takeover from a handover.
+    previous_owners: BTreeMap<IpAddr, String>,
 }
 
 impl Announcing {
@@ -468,6 +521,8 @@ impl Announcing {
             refusals: Refusals::default(),
             usable: UsablePublisher::default(),
             ipvs: None,
+            deferred: BTreeSet::new(),
+            previous_owners: BTreeMap::new(),
         }
     }
 
@@ -475,6 +530,10 @@ impl Announcing {
     fn by_service(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (ip, announced) in self.announcer.announced() {
+            // A takeover not yet witnessed by the link is not announced yet.
+            if self.deferred.contains(ip) {
+                continue;
+            }
             for service in &announced.services {
                 let entry = services.entry(service.clone()).or_default();
                 entry.extend(self.placements.get(ip).into_iter().flatten().cloned());
@@ -487,6 +546,7 @@ impl Announcing {
         for change in changes {
             if let Change::Lost { ip, .. } = change {
                 self.placements.remove(ip);
+                self.deferred.remove(ip);
             }
         }
         self.placements.extend(placed);
@@ -506,6 +566,7 @@ struct Runtime<'r, R> {
     /// The gossip view of the last round, to see members come back.
     previous_view: BTreeSet<String>,
     started: Instant,
+    isolation: IsolationWatch,
 }
 
 impl<R: Announce> Runtime<'_, R> {
@@ -515,20 +576,36 @@ impl<R: Announce> Runtime<'_, R> {
         let peers = self.stores.peers(&self.config);
         let peer_count = peers.len();
         self.gossip.set_peers(peers);
-        // Until this speaker has joined its peers it would see itself as the only candidate and
-        // announce everything: wait for the group (or, with peers that never answer, a while).
+        // Until this speaker has joined its peers it would see itself as the only candidate:
+        // wait for the group (or, with peers that never answer, a while).
         let joined = view.len() > 1 || peer_count <= 1 || self.started.elapsed() > JOIN_PATIENCE;
         if !joined {
             return;
         }
-        // Ready: caches synced and gossip joined.
-        self.ready.store(true, Ordering::Relaxed);
+        let isolated = self.watch_isolation(view);
+        // Ready: caches synced, gossip joined, and not cut off from it.
+        self.ready.store(!isolated, Ordering::Relaxed);
         record_gossip(&self.metrics, &self.gossip.stats.borrow(), view.len());
         let (cluster, services) = self.stores.election_inputs(&self.config, view);
         let decisions = decide_all(&cluster, &services);
         let refused = self.announcing.refusals.update(&decisions);
         self.metrics.ip_not_in_pool.inc_by(refused);
-        let announced = self.announce(&decisions);
+        let owners = isolation::owners_by_ip(&decisions);
+        let takeovers = isolation::takeovers(
+            &self.config.node,
+            &owners,
+            &isolation::owners_if_all_alive(&cluster, &services),
+            &self.announcing.previous_owners,
+            view,
+        );
+        let witnessed = self.responder.takeovers(takeovers.clone());
+        let takeovers = if witnessed {
+            takeovers
+        } else {
+            BTreeSet::new()
+        };
+        self.announcing.previous_owners = owners;
+        let announced = self.announce(&decisions, &takeovers);
         self.reannounce_if_a_member_returned(view);
         self.publish_notices(&cluster, view, &decisions, &announced);
         self.write_statuses(&decisions, &announced);
@@ -568,11 +645,100 @@ impl<R: Announce> Runtime<'_, R> {
         }
     }
 
+    /// Follows whether this speaker is cut off from gossip and says so on change (metric, Node
+    /// Event); true while it is.
+    fn watch_isolation(&mut self, view: &BTreeSet<String>) -> bool {
+        let cut = isolation::cut_off(&self.config.node, view, &self.stores.ready_speaker_nodes());
+        let change = self.isolation.observe(cut, self.started.elapsed());
+        let isolated = self.isolation.isolated();
+        self.metrics.gossip_isolated.set(i64::from(isolated));
+        let (reason, note, severity) = match change {
+            None => return isolated,
+            Some(IsolationChange::Isolated) => (
+                "GossipIsolated",
+                format!(
+                    "the speaker on {} hears no gossip peer although other speakers are Ready (UDP 7946 blocked, a different gossip key, or clocks apart): it keeps the IPs it holds and takes over none that another node still answers",
+                    self.config.node
+                ),
+                Severity::Warning,
+            ),
+            Some(IsolationChange::Restored) => (
+                "GossipRestored",
+                format!(
+                    "the speaker on {} hears its gossip peers again",
+                    self.config.node
+                ),
+                Severity::Normal,
+            ),
+        };
+        tracing::warn!(node = %self.config.node, reason, "{note}");
+        let _ = self.outputs.send(Output::Event {
+            regarding: node_ref(&self.config.node),
+            reason,
+            note,
+            severity,
+        });
+        isolated
+    }
+
+    /// When the isolation grace runs out, if it is running.
+    fn isolation_deadline(&self) -> Option<tokio::time::Instant> {
+        let at = self.isolation.wake_at()?;
+        Some(tokio::time::Instant::from_std(self.started + at))
+    }
+
+    /// A takeover held back (the owner still answers on the link) or done at last: the IP is
+    /// (not) announced by this node, as its metric and `ServiceL2Status` say.
+    fn takeover_report(&mut self, report: &L2Report) -> bool {
+        let (ip, deferred) = match report {
+            L2Report::TakeoverDeferred { ip, .. } => (*ip, true),
+            L2Report::TakenOver { ip, .. } => (*ip, false),
+            _ => return false,
+        };
+        let Some(announced) = self.announcing.announcer.announced().get(&ip) else {
+            return false;
+        };
+        for service in &announced.services {
+            let labels = announced_labels(service, &self.config.node, ip);
+            if deferred {
+                self.metrics.announced.remove(&labels);
+            } else {
+                self.metrics.announced.get_or_create(&labels).set(1);
+            }
+        }
+        if deferred {
+            self.announcing.deferred.insert(ip);
+        } else {
+            self.announcing.deferred.remove(&ip);
+        }
+        true
+    }
+
     /// Hands this round's gains and losses to the responder; returns Service → interfaces for
     /// every Service this node announces now.
-    fn announce(&mut self, decisions: &Decisions) -> BTreeMap<String, BTreeSet<String>> {
+    fn announce(
+        &mut self,
+        decisions: &Decisions,
+        takeovers: &BTreeSet<IpAddr>,
+    ) -> BTreeMap<String, BTreeSet<String>> {
         let changes = self.announcing.announcer.update_from(decisions);
         record_changes(&self.metrics, &self.config.node, &changes);
+        // A takeover counts as announced (metric, status, the other nodes' objects cleaned up)
+        // only once the link showed nobody else answers it (`L2Report::TakenOver`).
+        for change in &changes {
+            if let Change::Gained { ip, services, .. } = change
+                && takeovers.contains(ip)
+            {
+                self.announcing.deferred.insert(*ip);
+                for service in services {
+                    self.metrics.announced.remove(&announced_labels(
+                        service,
+                        &self.config.node,
+                        *ip,
+                    ));
+                }
+            }
+        }
         let placed = Announcer::apply(&changes, self.responder);
         self.announcing.record(&changes, placed);
         let announced = self.announcing.by_service();
@@ -696,12 +862,7 @@ impl<R: Announce> Runtime<'_, R> {
         if let Some(message) = &problem {
             let node = &self.config.node;
             tracing::warn!(%node, "{message}");
-            let regarding = ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Node".into()),
-                name: Some(node.clone()),
-                ..ObjectReference::default()
-            };
+            let regarding = node_ref(node);
             let _ = self.outputs.send(Output::Event {
                 regarding,
                 reason: "StrictARPRequired",
@@ -751,6 +912,16 @@ impl<R: Announce> Runtime<'_, R> {
     }
 }
 
+/// A reference to `node` for Events.
+fn node_ref(node: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(node.to_owned()),
+        ..ObjectReference::default()
+    }
+}
+
 /// Runs until `shutdown` resolves; then leaves gossip first, keeps answering for `grace` while
 /// the next owner takes over, and only then withdraws.
 ///
@@ -772,16 +943,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (stores, watches) = Stores::watch(&client, &config);
     let started = Instant::now();
-    let mut wakeups = Wakeups {
-        watches,
-        members: gossip.alive.clone(),
-        loading: stores.loaded(),
-        loaded: false,
-        patience: Box::pin(tokio::time::sleep(JOIN_PATIENCE)),
-        patience_over: false,
-        recheck: tokio::time::interval(RECHECK),
-        feedback,
-    };
     let (outputs, outputs_rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = tokio::spawn(publish::run(
         Publisher {
@@ -791,6 +952,18 @@ pub async fn run(
         },
         outputs_rx,
     ));
+    let mut wakeups = Wakeups {
+        watches,
+        members: gossip.alive.clone(),
+        loading: stores.loaded(),
+        loaded: false,
+        patience: Box::pin(tokio::time::sleep(JOIN_PATIENCE)),
+        patience_over: false,
+        recheck: tokio::time::interval(RECHECK),
+        feedback,
+        isolation_at: None,
+        writer,
+    };
     let mut runtime = Runtime {
         announcing: Announcing::new(&config.node),
         config,
@@ -802,6 +975,7 @@ pub async fn run(
         outputs,
         previous_view: BTreeSet::new(),
         started,
+        isolation: IsolationWatch::default(),
     };
     tokio::pin!(shutdown);
     loop {
@@ -810,7 +984,11 @@ pub async fn run(
             Wake::CachesLoaded => tracing::info!(node = %runtime.config.node, "caches loaded"),
             Wake::Report(report) => {
                 runtime.report_conflict(&report);
-                continue;
+                // A takeover held back or done changes what this node announces: a round
+                // brings the statuses in line; a conflict changes nothing to decide.
+                if !runtime.takeover_report(&report) {
+                    continue;
+                }
             }
             Wake::LinksChanged => runtime.relink(),
             Wake::Recheck => {
@@ -822,14 +1000,19 @@ pub async fn run(
                 runtime.relink();
             }
             Wake::WatchesEnded => anyhow::bail!("watches ended"),
+            Wake::PartEnded(part) => {
+                tracing::error!(part, "a part of the speaker ended; exiting so it restarts");
+                anyhow::bail!("the speaker's {part} task ended");
+            }
             Wake::Shutdown => break,
         }
         // Decide nothing until every cache holds the whole cluster.
         if wakeups.loaded {
             runtime.round(&wakeups.members());
+            wakeups.isolation_at = runtime.isolation_deadline();
         }
     }
     runtime.leave().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), wakeups.writer).await;
     Ok(())
 }

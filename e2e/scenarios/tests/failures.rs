@@ -3,8 +3,9 @@
 //! - the owner node taken off the network: another node answers and traffic resumes;
 //! - the owner's speaker stopped with SIGTERM and started again (a rolling restart): the client
 //!   loses no probe;
-//! - a gossip partition between two groups of nodes: both sides announce, and after healing there
-//!   is one owner per IP again within 2 s;
+//! - gossip blocked on one node (UDP 7946 dropped) while its link is fine: the node says it is
+//!   isolated, takeovers on both sides are held back because the link shows the owner alive, and
+//!   no IP is ever answered by two MACs, or by none, for more than 1 s;
 //! - forged and replayed gossip datagrams and malformed ARP frames change nothing.
 //!
 //! Each test brings up its own lab under its own prefix; the lab guard removes it, also when the
@@ -12,6 +13,7 @@
 //! process dies that the test did not stop.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -34,9 +36,9 @@ const INTERVAL: Duration = Duration::from_millis(10);
 const TIMEOUT: Duration = Duration::from_millis(250);
 /// How long anything the system does by itself may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(30);
-/// How long the partition lasts: the fault itself (both sides announce apart, as in a real
-/// split), not a wait for anything.
-const PARTITION_LASTS: Duration = Duration::from_secs(2);
+/// How long gossip stays blocked once the isolation is said: the fault itself, long enough for
+/// several re-probes of every held-back takeover, not a wait for anything.
+const GOSSIP_CUT_LASTS: Duration = Duration::from_secs(4);
 
 fn lab(tag: &str) -> Lab {
     Lab::up(&prefix(&format!("ff{tag}")), NODES).unwrap()
@@ -227,71 +229,227 @@ fn unanswered(report: &ProbeReport, since_us: u64) -> Vec<String> {
 
 #[test]
 #[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
-fn gossip_partition_heals_to_one_owner_per_ip_within_two_seconds() {
+fn gossip_blocked_on_one_node_never_makes_two_macs_answer_one_ip() {
     let lab = lab("p");
     let prefix = lab.prefix();
-    // Several Services, so the IPs have different owners.
+    // Several Services, so the IPs have different owners (node-1 owns some of them).
     let ips = lab.serve(3).unwrap();
+    lab.wait_settled(&ips, Duration::from_secs(1), PATIENCE)
+        .unwrap();
+    let macs = lab.node_macs().unwrap();
+    let watches: Vec<ArpWatch> = ips.iter().map(|ip| ArpWatch::start(prefix, ip)).collect();
+    for watch in &watches {
+        watch.wait_first_reply(Duration::from_secs(10));
+    }
     let alone = [1u8];
     let rest = [2u8, 3];
     block_gossip(prefix, &alone, &rest).unwrap();
-    // Each side declares the other down and announces every IP it sees no owner for: node-1
-    // alone announces all, nodes 2 and 3 one of them for each IP.
-    let start = Instant::now();
-    lab.eventually(
-        "the partition to split the group",
-        Duration::from_secs(15),
-        || {
-            let views = lab.speaker_views();
-            let split = views[0].as_ref().and_then(|v| v.alive) == Some(1)
-                && views[1..]
-                    .iter()
-                    .all(|v| v.as_ref().and_then(|v| v.alive) == Some(2));
-            let doubled = ips.iter().all(|ip| {
-                let a = announcers(&views, ip);
-                a.len() == 2 && a.contains(&1)
-            });
-            if split && doubled {
-                Ok(())
-            } else {
-                Err(format!("{views:?}"))
-            }
-        },
-    );
-    eprintln!(
-        "partition: both sides announce every IP after {:?}",
-        start.elapsed()
-    );
-    std::thread::sleep(PARTITION_LASTS);
+    let blocked = Instant::now();
+    // node-1 hears nobody while the others are Ready: it says so; nodes 2 and 3 see each other.
+    lab.eventually("node-1 to say it is isolated", PATIENCE, || {
+        let isolated = gauge(&lab, 1, "ferrolb_speaker_gossip_isolated");
+        let views = lab.speaker_views();
+        let split = views[1..]
+            .iter()
+            .all(|v| v.as_ref().and_then(|v| v.alive) == Some(2));
+        if isolated == Some(1.0) && split {
+            Ok(())
+        } else {
+            Err(format!("isolated={isolated:?} {views:?}"))
+        }
+    });
+    eprintln!("node-1 isolated after {:?}", blocked.elapsed());
+    // The takeovers of both sides were held back by the link.
+    let deferred: f64 = (1..=NODES)
+        .filter_map(|n| gauge(&lab, n, "ferrolb_layer2_takeover_deferred_total"))
+        .sum();
+    assert!(deferred > 0.0, "no takeover was held back");
+    std::thread::sleep(GOSSIP_CUT_LASTS);
 
     heal_gossip(prefix, &[1, 2, 3]).unwrap();
-    let healed = Instant::now();
-    let single = lab.eventually(
-        "one owner per IP after healing",
-        Duration::from_secs(10),
-        || {
-            let views = lab.speaker_views();
-            if ips.iter().all(|ip| announcers(&views, ip).len() == 1) {
-                Ok(healed.elapsed())
-            } else {
-                Err(format!("{views:?}"))
-            }
-        },
-    );
-    eprintln!(
-        "partition healed: one owner per IP after {} ms",
-        single.as_millis()
-    );
-    // And it stays that way, with every speaker seeing every node.
-    let owners = lab
-        .wait_settled(&ips, Duration::from_secs(2), Duration::from_secs(15))
+    lab.eventually("node-1 to hear its peers again", PATIENCE, || {
+        match gauge(&lab, 1, "ferrolb_speaker_gossip_isolated") {
+            Some(0.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    lab.wait_settled(&ips, Duration::from_secs(1), PATIENCE)
         .unwrap();
-    eprintln!("owners after healing: {owners:?}");
-    assert!(
-        single <= Duration::from_secs(2),
-        "one owner per IP {} ms after healing; the target is 2 s",
-        single.as_millis()
-    );
+    for (ip, watch) in ips.iter().zip(watches) {
+        let replies = watch.stop();
+        let double = longest_double_answer(&replies);
+        let silent = longest_silence(&replies);
+        eprintln!(
+            "{ip}: {} replies, two MACs for {} ms at most, unanswered for {} ms at most",
+            replies.len(),
+            double.as_millis(),
+            silent.as_millis()
+        );
+        let answering: BTreeSet<&str> = replies.iter().map(|(_, m)| m.as_str()).collect();
+        assert!(
+            answering.iter().all(|m| macs.contains_key(*m)),
+            "{ip} answered by a MAC of no node: {answering:?} (nodes: {macs:?})"
+        );
+        assert!(
+            double <= Duration::from_secs(1),
+            "{ip} answered by two MACs for {} ms",
+            double.as_millis()
+        );
+        assert!(
+            silent <= Duration::from_secs(1),
+            "{ip} unanswered for {} ms",
+            silent.as_millis()
+        );
+    }
+}
+
+/// A gauge or counter of node `node`'s speaker.
+fn gauge(lab: &Lab, node: u8, name: &str) -> Option<f64> {
+    let samples = lab
+        .metrics(&ferrolb_lab::observe::speaker_metrics_addr(node))
+        .ok()?;
+    ferrolb_lab::scrape::value(&samples, name, &[])
+}
+
+/// ARP requests broadcast from the client for one IP every 20 ms (a raw-socket loop, so every
+/// station that answers is heard, not only the first), each reply recorded with its time and
+/// the MAC that sent it.
+struct ArpWatch {
+    child: std::process::Child,
+    replies: Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The client's ARP asker: `python3 -c ARP_ASKER eth0 <ip>` prints `reply <mac>` per reply.
+/// (iputils arping sends at most one request a second from a non-interactive shell.)
+const ARP_ASKER: &str = r#"
+import select, socket, struct, sys, time
+ifc, ip = sys.argv[1], sys.argv[2]
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.connect((ip, 9))
+sip = socket.inet_aton(probe.getsockname()[0])
+tip = socket.inet_aton(ip)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind((ifc, 0))
+mac = s.getsockname()[4]
+req = b"\xff" * 6 + mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + sip + b"\x00" * 6 + tip
+due = time.monotonic()
+while True:
+    now = time.monotonic()
+    if now >= due:
+        s.send(req)
+        due = now + 0.02
+    ready, _, _ = select.select([s], [], [], max(0.0, due - time.monotonic()))
+    if ready:
+        f = s.recv(128)
+        if len(f) >= 42 and f[12:14] == b"\x08\x06" and f[20:22] == b"\x00\x02" and f[28:32] == tip:
+            print("reply " + f[22:28].hex(":"), flush=True)
+"#;
+
+impl ArpWatch {
+    fn start(prefix: &str, ip: &str) -> Self {
+        let mut child = command_in(&client_ns(prefix), "python3")
+            .args(["-c", ARP_ASKER, "eth0", ip])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let replies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = {
+            let replies = replies.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if let Some(mac) = line.strip_prefix("reply ") {
+                        replies
+                            .lock()
+                            .unwrap()
+                            .push((Instant::now(), mac.trim().to_lowercase()));
+                    }
+                }
+            })
+        };
+        Self {
+            child,
+            replies,
+            reader: Some(reader),
+        }
+    }
+
+    fn wait_first_reply(&self, within: Duration) {
+        ferrolb_lab::wait::eventually("a first ARP reply", within, || {
+            if self.replies.lock().unwrap().is_empty() {
+                Err("none yet".to_owned())
+            } else {
+                Ok(())
+            }
+        });
+    }
+
+    fn stop(mut self) -> Vec<(Instant, String)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        std::mem::take(&mut *self.replies.lock().unwrap())
+    }
+}
+
+impl Drop for ArpWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replies from two MACs closer together than this are one double answer (one arping request
+/// is answered by both).
+const SAME_REQUEST: Duration = Duration::from_millis(15);
+
+/// The longest stretch during which two different MACs kept answering: replies with another
+/// MAC's reply within [`SAME_REQUEST`] are doubled; doubled replies less than 200 ms apart are
+/// one stretch.
+fn longest_double_answer(replies: &[(Instant, String)]) -> Duration {
+    let doubled: Vec<Instant> = replies
+        .iter()
+        .filter(|(t, mac)| {
+            replies.iter().any(|(u, other)| {
+                other != mac
+                    && (t
+                        .saturating_duration_since(*u)
+                        .max(u.saturating_duration_since(*t)))
+                        <= SAME_REQUEST
+            })
+        })
+        .map(|(t, _)| *t)
+        .collect();
+    let mut longest = Duration::ZERO;
+    let mut start = None;
+    let mut last: Option<Instant> = None;
+    for t in doubled {
+        match (start, last) {
+            (Some(s), Some(l)) if t.saturating_duration_since(l) < Duration::from_millis(200) => {
+                longest = longest.max(t.saturating_duration_since(s));
+            }
+            _ => start = Some(t),
+        }
+        last = Some(t);
+    }
+    longest
+}
+
+/// The longest time between two replies of anyone.
+fn longest_silence(replies: &[(Instant, String)]) -> Duration {
+    replies
+        .windows(2)
+        .map(|w| w[1].0.saturating_duration_since(w[0].0))
+        .max()
+        .unwrap_or_default()
 }
 
 fn arping_reply(prefix: &str, ip: &str) -> Option<String> {

@@ -8,13 +8,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::backoff::Backoff;
 use super::member::Member;
 use super::node::{Clock, GossipNode, GossipStats};
 use super::seal::Sealer;
 use super::timing::Timing;
 
-/// How often a speaker that knows fewer members than it has peers asks them again to let it in.
-const REJOIN_EVERY: Duration = Duration::from_secs(2);
+/// A speaker that knows fewer members than it has peers asks them again to let it in after
+/// this, doubling (with jitter) up to [`REJOIN_CAP`] while they stay silent: a cut-off speaker
+/// costs its peers a few datagrams a minute, not a join storm (foca's own announcements to
+/// members it believes down, every 5 s, heal a partition meanwhile). Short at first, because
+/// speakers start in any order: one that asked a peer before that peer listened must ask again
+/// before it decides ownership without it.
+const REJOIN_FIRST: Duration = Duration::from_millis(200);
+/// The longest wait between two rejoin attempts.
+const REJOIN_CAP: Duration = Duration::from_secs(30);
 /// Largest datagram accepted (foca keeps its own below 1,400 bytes).
 const MAX_DATAGRAM: usize = 2048;
 
@@ -32,9 +40,16 @@ pub struct GossipHandle {
 }
 
 impl GossipHandle {
-    /// Replaces the peer list (from `--peers` and from speaker pods).
+    /// Replaces the peer list (from `--peers` and from speaker pods); the gossip task hears of
+    /// it only when it differs, so calling this every round asks nobody anything.
     pub fn set_peers(&self, peers: Vec<SocketAddr>) {
-        self.peers.send_replace(peers);
+        self.peers.send_if_modified(|current| {
+            let changed = *current != peers;
+            if changed {
+                *current = peers;
+            }
+            changed
+        });
     }
 
     /// Leaves the group gracefully and waits until the goodbye is sent.
@@ -89,7 +104,8 @@ pub async fn spawn(
     let start = Instant::now();
     tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut rejoin = tokio::time::interval(REJOIN_EVERY);
+        let mut backoff = Backoff::new(REJOIN_FIRST, REJOIN_CAP);
+        let mut rejoin_at = tokio::time::Instant::now() + REJOIN_FIRST;
         loop {
             let deadline = gossip.next_deadline().map_or_else(
                 || tokio::time::Instant::now() + Duration::from_secs(1),
@@ -105,15 +121,19 @@ pub async fn spawn(
                     Err(e) => tracing::warn!(error = %e, "gossip socket error"),
                 },
                 () = tokio::time::sleep_until(deadline) => gossip.advance(clock(start)),
-                // New peers are asked at once; known ones again every few seconds while this node
+                // New peers are asked at once; known ones again, backing off, while this node
                 // sees fewer members than it has peers.
-                _ = rejoin.tick() => {
+                () = tokio::time::sleep_until(rejoin_at) => {
                     let peers = peers_rx.borrow_and_update().clone();
                     let known = gossip.alive().len() - 1;
                     if known < peers.iter().filter(|p| **p != local_addr).count() {
                         for peer in peers.into_iter().filter(|p| *p != local_addr) {
                             gossip.join(peer, clock(start));
                         }
+                        rejoin_at = tokio::time::Instant::now() + backoff.next(rand::random());
+                    } else {
+                        backoff.reset();
+                        rejoin_at = tokio::time::Instant::now() + REJOIN_FIRST;
                     }
                 }
                 Ok(()) = peers_rx.changed() => {
@@ -136,6 +156,9 @@ pub async fn spawn(
                             gossip.join(peer, clock(start));
                         }
                     }
+                    // A new situation: retry soon again, then back off afresh.
+                    backoff.reset();
+                    rejoin_at = tokio::time::Instant::now() + backoff.next(rand::random());
                 }
                 request = leave_rx.recv() => {
                     gossip.leave(clock(start));

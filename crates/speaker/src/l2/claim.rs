@@ -1,11 +1,23 @@
 //! What one link does when this node gains an IP: probe for another holder first (an RFC 5227
 //! ARP probe, or a duplicate-address Neighbor Solicitation for IPv6), answer, send the gratuitous
-//! ARP / unsolicited NA and its repeats, then the optional periodic refresh. Runs on its own
-//! short-lived thread per (IP, link) and stops the moment the IP is lost.
+//! ARP / unsolicited NA and its repeats, then the optional periodic refresh.
 //!
-//! A claim seen during the probe is checked once more after a short wait before it counts as a
-//! conflict: when ownership moves, the previous owner may answer the first probe in the few
-//! milliseconds before it learns it lost the IP, and that is a handover, not a conflict.
+//! The decisions are a pure state machine ([`ClaimMachine`]: events in, actions out, its timers
+//! as data), tested without sockets or a clock; [`Claim::run`] drives it on the claim's
+//! short-lived thread (one per (IP, link), to be folded into the link's loop) and stops the
+//! moment the IP is lost.
+//!
+//! Two kinds of gain:
+//! - a **handover** (the previous owner is alive in this node's gossip view and lets go by
+//!   itself, or nobody held the IP): answer at once; a claim seen during the probe is checked
+//!   once more after a short wait before it counts as a conflict, because the previous owner may
+//!   answer the first probe in the few milliseconds before it learns it lost the IP;
+//! - a **takeover** (this node owns the IP only because gossip calls another node dead): the
+//!   link is an independent witness. Probe, and claim only if no other MAC answers; if one does,
+//!   the presumed-dead owner is alive and only gossip is cut, so hold back (count
+//!   `ferrolb_layer2_takeover_deferred_total`) and probe again every few hundred ms, taking over
+//!   as soon as nobody answers. An answer that comes after this node already announced makes it
+//!   fall silent at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -46,6 +58,15 @@ pub struct ClaimTiming {
     pub conflict_retry: Duration,
     /// The policy.
     pub policy: ConflictPolicy,
+    /// Takeover: how long to listen for the presumed-dead owner's answer before claiming.
+    pub witness_wait: Duration,
+    /// Takeover: how long after claiming a late answer still makes this node fall silent.
+    pub witness_watch: Duration,
+    /// Takeover held back: probe again after this, plus up to [`Self::reprobe_spread`].
+    pub reprobe: Duration,
+    /// Random spread added to each re-probe, so two nodes that both wait for the same silent
+    /// owner do not probe (and claim) in lock step.
+    pub reprobe_spread: Duration,
 }
 
 impl Default for ClaimTiming {
@@ -58,6 +79,21 @@ impl Default for ClaimTiming {
             confirm_wait: Duration::from_millis(500),
             conflict_retry: Duration::from_secs(10),
             policy: ConflictPolicy::Warn,
+            // A live responder answers a probe in well under a millisecond on a LAN (0.6 ms
+            // measured in the lab, 8-60 us of it inside the program): 30 ms covers a busy
+            // node's scheduling delay many times over, and costs a takeover only 30 ms (a cut
+            // node's IPs move in about 430 ms without it, against a 500 ms target). Waiting
+            // longer would only shorten double answers that are already rare and short: an
+            // answer later than this is still caught by `witness_watch`, and this node then
+            // falls silent at once, so two MACs answer for at most that owner's answer delay.
+            witness_wait: Duration::from_millis(30),
+            // Up to the first gratuitous repeat: a presumed-dead owner that answers a probe at
+            // all answers long before.
+            witness_watch: Duration::from_millis(1000),
+            // 300-500 ms: a cut-off owner that really dies is replaced within half a second of
+            // the next probe, and a deferred IP costs two frames a second on the link.
+            reprobe: Duration::from_millis(300),
+            reprobe_spread: Duration::from_millis(200),
         }
     }
 }
@@ -81,6 +117,22 @@ pub enum L2Report {
         /// The IP.
         ip: IpAddr,
         /// The interface.
+        interface: String,
+    },
+    /// A takeover held back: the owner gossip calls dead still answers for `ip` on the link.
+    TakeoverDeferred {
+        /// The IP.
+        ip: IpAddr,
+        /// The MAC that answered.
+        mac: Mac,
+        /// Where.
+        interface: String,
+    },
+    /// A takeover is done: nobody else answered the probe for `ip`.
+    TakenOver {
+        /// The IP.
+        ip: IpAddr,
+        /// Where.
         interface: String,
     },
 }
@@ -109,6 +161,14 @@ impl Owned {
     pub fn answered(&self) -> impl Iterator<Item = IpAddr> + '_ {
         let v4 = self.v4.iter().copied().map(IpAddr::V4);
         v4.chain(self.v6.iter().copied().map(IpAddr::V6))
+    }
+
+    /// Stops answering for `ip` but keeps its claim (a takeover held back).
+    pub fn silence(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => self.v4.remove(&v4),
+            IpAddr::V6(v6) => self.v6.remove(&v6),
+        };
     }
 
     /// Stops answering for `ip` and ends its claim.
@@ -202,6 +262,14 @@ impl LinkShared {
         true
     }
 
+    /// Stops answering `ip` while keeping its claim (a takeover held back).
+    fn silence(&self, ip: IpAddr) {
+        self.owned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .silence(ip);
+    }
+
     fn start_watch(&self, ip: IpAddr) {
         self.claims
             .lock()
@@ -242,6 +310,350 @@ fn announce_frames(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
     }
 }
 
+/// Why this node gained an IP, which decides how carefully it claims it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimKind {
+    /// Nobody else should hold it (new IP, or the previous owner is alive and lets go): answer
+    /// at once, report a conflict if another MAC insists.
+    Handover,
+    /// This node owns it only because gossip calls another node dead: claim only when the link
+    /// confirms that nobody answers.
+    Takeover,
+}
+
+/// What [`ClaimMachine`] asks its driver to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimAction {
+    /// Send an ARP probe / DAD Neighbor Solicitation for the IP.
+    Probe,
+    /// Start answering requests for the IP.
+    Answer,
+    /// Stop answering (the claim goes on).
+    Silence,
+    /// Send the gratuitous ARP / unsolicited NA.
+    Announce,
+    /// Another station answers for the IP; `withdrawn`: this node stays silent meanwhile.
+    Conflict {
+        /// Who answered.
+        macs: BTreeSet<Mac>,
+        /// Whether this node stays silent meanwhile.
+        withdrawn: bool,
+    },
+    /// A conflict reported as withdrawn is over; the IP is answered again.
+    ConflictCleared,
+    /// A takeover is held back: these MACs still answer for the IP.
+    TakeoverDeferred {
+        /// Who answered.
+        macs: BTreeSet<Mac>,
+    },
+    /// A takeover went through (nobody answered the probe).
+    TakenOver,
+}
+
+/// Where a claim is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Listening for other stations' claims until `until`.
+    Checking {
+        until: Duration,
+        /// This is the second probe, after a claim was seen in the first.
+        confirming: bool,
+        /// This node answers already (a handover with [`ConflictPolicy::Warn`], or a takeover
+        /// within its watch after claiming).
+        answering: bool,
+        /// The claim was held back before (a cleared conflict or takeover is reported).
+        after_deferral: bool,
+    },
+    /// Silent, probing again at `next`.
+    Deferred { next: Duration },
+    /// Gratuitous repeats; `left` more, the next at `next`.
+    Repeating { next: Duration, left: u32 },
+    /// Periodic refresh, the next at `next`.
+    Refreshing { next: Duration },
+    /// Nothing more to do (the IP stays answered until it is lost).
+    Done,
+}
+
+/// One claim's decisions, without I/O: feed it [`Self::start`], the other stations' claims seen
+/// on the link ([`Self::claims_seen`]) and its timer ([`Self::timer`]); it returns what to do.
+/// Time is a [`Duration`] since any fixed start.
+#[derive(Debug, Clone)]
+pub struct ClaimMachine {
+    kind: ClaimKind,
+    timing: ClaimTiming,
+    phase: Phase,
+    /// Claims seen in the current check.
+    seen: BTreeSet<Mac>,
+    /// State of the re-probe jitter (splitmix64).
+    jitter: u64,
+}
+
+impl ClaimMachine {
+    /// A claim of `kind`; `seed` spreads its re-probes (any value; the driver uses the clock).
+    pub fn new(kind: ClaimKind, timing: ClaimTiming, seed: u64) -> Self {
+        Self {
+            kind,
+            timing,
+            phase: Phase::Done,
+            seen: BTreeSet::new(),
+            jitter: seed,
+        }
+    }
+
+    /// The IP was just gained.
+    pub fn start(&mut self, now: Duration) -> Vec<ClaimAction> {
+        self.seen.clear();
+        match (self.kind, self.timing.policy) {
+            (ClaimKind::Handover, ConflictPolicy::Warn) => {
+                // Probe first, then answer at once: failover must not wait for the probe.
+                self.phase = Phase::Checking {
+                    until: now + self.timing.probe_wait,
+                    confirming: false,
+                    answering: true,
+                    after_deferral: false,
+                };
+                vec![
+                    ClaimAction::Probe,
+                    ClaimAction::Answer,
+                    ClaimAction::Announce,
+                ]
+            }
+            (ClaimKind::Handover, ConflictPolicy::Withdraw) => {
+                self.phase = self.checking(now, false);
+                vec![ClaimAction::Probe]
+            }
+            (ClaimKind::Takeover, _) => {
+                self.phase = self.checking(now, false);
+                vec![ClaimAction::Probe]
+            }
+        }
+    }
+
+    fn checking(&self, now: Duration, after_deferral: bool) -> Phase {
+        let wait = match self.kind {
+            ClaimKind::Takeover => self.timing.witness_wait,
+            ClaimKind::Handover => self.timing.probe_wait,
+        };
+        Phase::Checking {
+            until: now + wait,
+            confirming: false,
+            answering: false,
+            after_deferral,
+        }
+    }
+
+    /// Whether the driver should collect other stations' claims on the link now.
+    pub fn watching(&self) -> bool {
+        matches!(self.phase, Phase::Checking { .. })
+    }
+
+    /// When [`Self::timer`] is due; `None`: nothing more to do.
+    pub fn wake_at(&self) -> Option<Duration> {
+        match self.phase {
+            Phase::Checking { until, .. } => Some(until),
+            Phase::Deferred { next }
+            | Phase::Repeating { next, .. }
+            | Phase::Refreshing { next } => Some(next),
+            Phase::Done => None,
+        }
+    }
+
+    /// Whether the claim has nothing more to do.
+    pub fn done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Other stations claim the IP (answers to our probe, gratuitous ARP, NA).
+    pub fn claims_seen(&mut self, macs: BTreeSet<Mac>, now: Duration) -> Vec<ClaimAction> {
+        let Phase::Checking { answering, .. } = self.phase else {
+            return Vec::new();
+        };
+        if macs.is_empty() {
+            return Vec::new();
+        }
+        if self.kind == ClaimKind::Takeover {
+            // The owner gossip calls dead answers: it is alive, only gossip is cut. Hold back at
+            // once (and fall silent if already claimed): two MACs must not answer one IP.
+            let Phase::Checking { after_deferral, .. } = self.phase else {
+                return Vec::new();
+            };
+            self.phase = Phase::Deferred {
+                next: now + self.next_reprobe(),
+            };
+            self.seen.clear();
+            let mut actions = Vec::new();
+            if answering {
+                actions.push(ClaimAction::Silence);
+            }
+            // Said once per episode: a re-probe answered again changes nothing.
+            if answering || !after_deferral {
+                actions.push(ClaimAction::TakeoverDeferred { macs });
+            }
+            return actions;
+        }
+        self.seen.extend(macs);
+        Vec::new()
+    }
+
+    /// The timer of [`Self::wake_at`] is due.
+    pub fn timer(&mut self, now: Duration) -> Vec<ClaimAction> {
+        match self.phase.clone() {
+            Phase::Checking {
+                until,
+                confirming,
+                answering,
+                after_deferral,
+            } => {
+                if now < until {
+                    return Vec::new();
+                }
+                self.check_over(now, confirming, answering, after_deferral)
+            }
+            Phase::Deferred { next } => {
+                if now < next {
+                    return Vec::new();
+                }
+                self.seen.clear();
+                self.phase = self.checking(now, true);
+                vec![ClaimAction::Probe]
+            }
+            Phase::Repeating { next, left } => {
+                if now < next {
+                    return Vec::new();
+                }
+                self.phase = if left > 1 {
+                    Phase::Repeating {
+                        next: now + self.timing.repeat_interval,
+                        left: left - 1,
+                    }
+                } else {
+                    self.after_repeats(now)
+                };
+                vec![ClaimAction::Announce]
+            }
+            Phase::Refreshing { next } => {
+                if now < next {
+                    return Vec::new();
+                }
+                self.phase = self.after_repeats(now);
+                vec![ClaimAction::Announce]
+            }
+            Phase::Done => Vec::new(),
+        }
+    }
+
+    fn check_over(
+        &mut self,
+        now: Duration,
+        confirming: bool,
+        answering: bool,
+        after_deferral: bool,
+    ) -> Vec<ClaimAction> {
+        let seen = std::mem::take(&mut self.seen);
+        match self.kind {
+            ClaimKind::Takeover if answering => {
+                // The watch after claiming ended quietly.
+                self.phase = self.repeating(now);
+                Vec::new()
+            }
+            ClaimKind::Takeover => {
+                // Nobody answered the probe: the owner is gone. Claim, and keep listening a
+                // while for a late answer.
+                self.phase = Phase::Checking {
+                    until: now + self.timing.witness_watch,
+                    confirming: false,
+                    answering: true,
+                    after_deferral,
+                };
+                vec![
+                    ClaimAction::Answer,
+                    ClaimAction::Announce,
+                    ClaimAction::TakenOver,
+                ]
+            }
+            ClaimKind::Handover if !seen.is_empty() && !confirming => {
+                // Maybe the previous owner answered before it learnt it lost the IP: ask again.
+                self.phase = Phase::Checking {
+                    until: now + self.timing.confirm_wait,
+                    confirming: true,
+                    answering,
+                    after_deferral,
+                };
+                vec![ClaimAction::Probe]
+            }
+            ClaimKind::Handover if !seen.is_empty() => {
+                if answering {
+                    self.phase = self.repeating(now);
+                    vec![ClaimAction::Conflict {
+                        macs: seen,
+                        withdrawn: false,
+                    }]
+                } else {
+                    self.phase = Phase::Deferred {
+                        next: now + self.timing.conflict_retry,
+                    };
+                    if after_deferral {
+                        // Still there: reported when it started.
+                        Vec::new()
+                    } else {
+                        vec![ClaimAction::Conflict {
+                            macs: seen,
+                            withdrawn: true,
+                        }]
+                    }
+                }
+            }
+            ClaimKind::Handover => {
+                self.phase = self.repeating(now);
+                if answering {
+                    Vec::new()
+                } else {
+                    let mut actions = Vec::new();
+                    if after_deferral {
+                        actions.push(ClaimAction::ConflictCleared);
+                    }
+                    actions.extend([ClaimAction::Answer, ClaimAction::Announce]);
+                    actions
+                }
+            }
+        }
+    }
+
+    fn repeating(&self, now: Duration) -> Phase {
+        if self.timing.repeats > 0 {
+            Phase::Repeating {
+                next: now + self.timing.repeat_interval,
+                left: self.timing.repeats,
+            }
+        } else {
+            self.after_repeats(now)
+        }
+    }
+
+    fn after_repeats(&self, now: Duration) -> Phase {
+        self.timing
+            .refresh
+            .map_or(Phase::Done, |every| Phase::Refreshing { next: now + every })
+    }
+
+    /// The next re-probe delay: [`ClaimTiming::reprobe`] plus a share of the spread.
+    fn next_reprobe(&mut self) -> Duration {
+        // splitmix64: enough to keep two nodes apart, no RNG state to share or seed.
+        self.jitter = self.jitter.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.jitter;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let spread = u64::try_from(self.timing.reprobe_spread.as_micros()).unwrap_or(u64::MAX);
+        let extra = if spread == 0 { 0 } else { z % (spread + 1) };
+        self.timing.reprobe + Duration::from_micros(extra)
+    }
+}
+
+/// How often a claim that listens for other stations looks at what the link's reader saw: an
+/// answer to a takeover probe must silence this node within a few milliseconds.
+const CLAIM_POLL: Duration = Duration::from_millis(5);
+
 /// One claim: everything a link does for an IP it gained.
 #[derive(Debug)]
 pub struct Claim {
@@ -251,6 +663,8 @@ pub struct Claim {
     pub ip: IpAddr,
     /// The generation in [`Owned::wanted`] this claim serves.
     pub generation: u64,
+    /// Handover or takeover.
+    pub kind: ClaimKind,
     /// Timing and policy.
     pub timing: ClaimTiming,
     /// Counters.
@@ -260,98 +674,328 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// Probes and waits; the MACs that claimed the IP in two probes in a row.
-    fn conflict(&self, probe: &[u8]) -> BTreeSet<Mac> {
-        self.link.send(probe);
-        std::thread::sleep(self.timing.probe_wait);
-        if self.link.take_claims(self.ip).is_empty() {
-            return BTreeSet::new();
+    /// Carries out the machine's actions; false when the IP was lost meanwhile.
+    fn carry_out(&self, actions: Vec<ClaimAction>, probe: &[u8]) -> bool {
+        let (ip, interface) = (self.ip, &self.link.name);
+        for action in actions {
+            match action {
+                ClaimAction::Probe => {
+                    self.link.send(probe);
+                }
+                ClaimAction::Answer => {
+                    if !self.link.answer(ip, self.generation) {
+                        return false;
+                    }
+                }
+                ClaimAction::Silence => self.link.silence(ip),
+                ClaimAction::Announce => self.link.announce(ip, &self.metrics),
+                ClaimAction::Conflict { macs, withdrawn } => {
+                    for mac in macs {
+                        tracing::warn!(%ip, %mac, %interface, withdrawn, "address conflict: another station answers for this IP");
+                        L2Metrics::count(&self.metrics.conflicts, ip);
+                        let _ = self.reports.send(L2Report::Conflict {
+                            ip,
+                            mac,
+                            interface: interface.clone(),
+                            withdrawn,
+                        });
+                    }
+                }
+                ClaimAction::ConflictCleared => {
+                    tracing::info!(%ip, %interface, "address conflict over; announcing");
+                    let _ = self.reports.send(L2Report::ConflictCleared {
+                        ip,
+                        interface: interface.clone(),
+                    });
+                }
+                ClaimAction::TakeoverDeferred { macs } => {
+                    self.metrics.takeover_deferred.inc();
+                    for mac in macs {
+                        tracing::info!(%ip, %mac, %interface, "takeover held back: the owner gossip calls dead still answers on the link");
+                        let _ = self.reports.send(L2Report::TakeoverDeferred {
+                            ip,
+                            mac,
+                            interface: interface.clone(),
+                        });
+                    }
+                }
+                ClaimAction::TakenOver => {
+                    tracing::info!(%ip, %interface, "takeover: nobody else answers on the link");
+                    let _ = self.reports.send(L2Report::TakenOver {
+                        ip,
+                        interface: interface.clone(),
+                    });
+                }
+            }
         }
-        self.confirm(probe)
-    }
-
-    /// Probes once more after a claim: the MACs that still claim the IP.
-    fn confirm(&self, probe: &[u8]) -> BTreeSet<Mac> {
-        self.link.send(probe);
-        std::thread::sleep(self.timing.confirm_wait);
-        self.link.take_claims(self.ip)
-    }
-
-    fn report_conflict(&self, macs: &BTreeSet<Mac>, withdrawn: bool) {
-        for mac in macs {
-            tracing::warn!(ip = %self.ip, %mac, interface = %self.link.name, withdrawn, "address conflict: another station answers for this IP");
-            L2Metrics::count(&self.metrics.conflicts, self.ip);
-            let _ = self.reports.send(L2Report::Conflict {
-                ip: self.ip,
-                mac: *mac,
-                interface: self.link.name.clone(),
-                withdrawn,
-            });
-        }
+        true
     }
 
     /// Runs the claim to its end (the IP lost, or the repeats done without a refresh).
     pub fn run(self) {
-        let (ip, generation, mac) = (self.ip, self.generation, self.link.mac);
-        let probe = probe_frame(mac, ip);
+        let (ip, generation) = (self.ip, self.generation);
+        let probe = probe_frame(self.link.mac, ip);
+        let epoch = std::time::Instant::now();
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0))
+            ^ generation;
+        let mut machine = ClaimMachine::new(self.kind, self.timing.clone(), seed);
+        // Watch before the first probe, so an answer to it is not missed.
         self.link.start_watch(ip);
-        let withdraw = self.timing.policy == ConflictPolicy::Withdraw;
-        if !withdraw {
-            // Probe first, then answer at once: failover must not wait for the probe.
-            self.link.send(&probe);
-            if !self.link.answer(ip, generation) {
-                self.link.stop_watch(ip);
-                return;
-            }
-            self.link.announce(ip, &self.metrics);
-            std::thread::sleep(self.timing.probe_wait);
-            if !self.link.take_claims(ip).is_empty() {
-                let macs = self.confirm(&probe);
-                if !macs.is_empty() {
-                    self.report_conflict(&macs, false);
+        let mut watching = true;
+        let mut actions = machine.start(epoch.elapsed());
+        loop {
+            // Before the actions: an answer to the probe among them may come back within a
+            // millisecond, and must find the watch open.
+            if machine.watching() != watching {
+                watching = machine.watching();
+                if watching {
+                    self.link.start_watch(ip);
+                } else {
+                    self.link.stop_watch(ip);
                 }
             }
-        } else {
-            let mut macs = self.conflict(&probe);
-            if !macs.is_empty() {
-                self.report_conflict(&macs, true);
-                while !macs.is_empty() {
-                    std::thread::sleep(self.timing.conflict_retry);
-                    if !self.link.current(ip, generation) {
-                        self.link.stop_watch(ip);
-                        return;
-                    }
-                    macs = self.conflict(&probe);
+            if !self.carry_out(std::mem::take(&mut actions), &probe)
+                || !self.link.current(ip, generation)
+            {
+                break;
+            }
+            let Some(due) = machine.wake_at() else {
+                break;
+            };
+            let now = epoch.elapsed();
+            let until = if watching {
+                due.min(now + CLAIM_POLL)
+            } else {
+                due
+            };
+            std::thread::sleep(until.saturating_sub(now));
+            let now = epoch.elapsed();
+            if watching {
+                actions = machine.claims_seen(self.link.take_claims(ip), now);
+                if !actions.is_empty() {
+                    continue;
                 }
-                tracing::info!(%ip, interface = %self.link.name, "address conflict over; announcing");
-                let _ = self.reports.send(L2Report::ConflictCleared {
-                    ip,
-                    interface: self.link.name.clone(),
-                });
             }
-            if !self.link.answer(ip, generation) {
-                self.link.stop_watch(ip);
-                return;
+            if now >= due {
+                actions = machine.timer(now);
             }
-            self.link.announce(ip, &self.metrics);
         }
         self.link.stop_watch(ip);
-        for _ in 0..self.timing.repeats {
-            std::thread::sleep(self.timing.repeat_interval);
-            if !self.link.current(ip, generation) {
-                return;
-            }
-            self.link.announce(ip, &self.metrics);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THEIRS: Mac = Mac([0x02, 0, 0, 0, 0, 0x22]);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn timing(policy: ConflictPolicy) -> ClaimTiming {
+        ClaimTiming {
+            policy,
+            ..ClaimTiming::default()
         }
-        let Some(refresh) = self.timing.refresh else {
-            return;
-        };
-        loop {
-            std::thread::sleep(refresh);
-            if !self.link.current(ip, generation) {
-                return;
+    }
+
+    fn theirs() -> BTreeSet<Mac> {
+        [THEIRS].into()
+    }
+
+    /// Runs the machine's timers until `until`, returning every action with its time.
+    fn run_timers(m: &mut ClaimMachine, until: Duration) -> Vec<(Duration, ClaimAction)> {
+        let mut out = Vec::new();
+        while let Some(at) = m.wake_at() {
+            if at > until {
+                break;
             }
-            self.link.announce(ip, &self.metrics);
+            out.extend(m.timer(at).into_iter().map(|a| (at, a)));
         }
+        out
+    }
+
+    #[test]
+    fn a_handover_answers_at_once_and_repeats_its_announcement() {
+        let mut m = ClaimMachine::new(ClaimKind::Handover, timing(ConflictPolicy::Warn), 1);
+        assert_eq!(
+            m.start(ms(0)),
+            [
+                ClaimAction::Probe,
+                ClaimAction::Answer,
+                ClaimAction::Announce
+            ]
+        );
+        let later = run_timers(&mut m, ms(10_000));
+        let announces = later
+            .iter()
+            .filter(|(_, a)| *a == ClaimAction::Announce)
+            .count();
+        assert_eq!(announces, 3, "{later:?}");
+        assert!(m.done());
+    }
+
+    #[test]
+    fn a_takeover_claims_only_after_nobody_answered_its_probe() {
+        let t = timing(ConflictPolicy::Warn);
+        let wait = t.witness_wait;
+        let mut m = ClaimMachine::new(ClaimKind::Takeover, t, 1);
+        assert_eq!(m.start(ms(0)), [ClaimAction::Probe]);
+        assert!(m.watching());
+        assert_eq!(m.wake_at(), Some(wait));
+        assert_eq!(
+            m.timer(wait),
+            [
+                ClaimAction::Answer,
+                ClaimAction::Announce,
+                ClaimAction::TakenOver
+            ]
+        );
+    }
+
+    #[test]
+    fn a_takeover_whose_owner_still_answers_is_held_back_and_probed_again() {
+        let t = timing(ConflictPolicy::Warn);
+        let mut m = ClaimMachine::new(ClaimKind::Takeover, t.clone(), 7);
+        m.start(ms(0));
+        assert_eq!(
+            m.claims_seen(theirs(), ms(1)),
+            [ClaimAction::TakeoverDeferred { macs: theirs() }]
+        );
+        assert!(!m.watching());
+        let next = m.wake_at().unwrap_or_default();
+        assert!(
+            next >= ms(1) + t.reprobe && next <= ms(1) + t.reprobe + t.reprobe_spread,
+            "re-probe at {next:?}"
+        );
+        // Nothing is answered meanwhile, and the probe comes again.
+        assert_eq!(m.timer(next), [ClaimAction::Probe]);
+        // Still there: held back again, without saying it again.
+        assert_eq!(m.claims_seen(theirs(), next + ms(1)), []);
+        assert!(!m.watching());
+        // Gone: the next probe goes unanswered and the IP is taken over.
+        let again = m.wake_at().unwrap_or_default();
+        assert_eq!(m.timer(again), [ClaimAction::Probe]);
+        assert_eq!(
+            m.timer(again + t.witness_wait),
+            [
+                ClaimAction::Answer,
+                ClaimAction::Announce,
+                ClaimAction::TakenOver
+            ]
+        );
+    }
+
+    #[test]
+    fn a_late_answer_after_a_takeover_silences_this_node_at_once() {
+        let t = timing(ConflictPolicy::Warn);
+        let mut m = ClaimMachine::new(ClaimKind::Takeover, t.clone(), 3);
+        m.start(ms(0));
+        m.timer(t.witness_wait);
+        assert!(m.watching(), "listens on after claiming");
+        assert_eq!(
+            m.claims_seen(theirs(), t.witness_wait + ms(40)),
+            [
+                ClaimAction::Silence,
+                ClaimAction::TakeoverDeferred { macs: theirs() }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_takeover_that_stays_unchallenged_repeats_its_announcement_like_a_handover() {
+        let t = timing(ConflictPolicy::Warn);
+        let mut m = ClaimMachine::new(ClaimKind::Takeover, t.clone(), 3);
+        m.start(ms(0));
+        let actions = run_timers(&mut m, ms(10_000));
+        let announces = actions
+            .iter()
+            .filter(|(_, a)| *a == ClaimAction::Announce)
+            .count();
+        assert_eq!(announces, 1 + 3, "{actions:?}");
+        assert!(!actions.iter().any(|(_, a)| *a == ClaimAction::Silence));
+        assert!(m.done());
+    }
+
+    #[test]
+    fn two_held_back_claims_reprobe_at_different_times() {
+        let t = timing(ConflictPolicy::Warn);
+        let mut a = ClaimMachine::new(ClaimKind::Takeover, t.clone(), 1);
+        let mut b = ClaimMachine::new(ClaimKind::Takeover, t, 2);
+        for m in [&mut a, &mut b] {
+            m.start(ms(0));
+            m.claims_seen(theirs(), ms(1));
+        }
+        assert_ne!(a.wake_at(), b.wake_at());
+    }
+
+    #[test]
+    fn a_handover_answered_by_the_previous_owner_once_is_not_a_conflict() {
+        let t = timing(ConflictPolicy::Warn);
+        let mut m = ClaimMachine::new(ClaimKind::Handover, t.clone(), 1);
+        m.start(ms(0));
+        assert_eq!(m.claims_seen(theirs(), ms(1)), []);
+        // The confirming probe goes unanswered: a handover, nothing reported.
+        assert_eq!(m.timer(t.probe_wait), [ClaimAction::Probe]);
+        assert_eq!(m.timer(t.probe_wait + t.confirm_wait), []);
+        assert!(!m.watching());
+    }
+
+    #[test]
+    fn a_handover_answered_twice_is_a_conflict_reported_and_announced_anyway_under_warn() {
+        let t = timing(ConflictPolicy::Warn);
+        let mut m = ClaimMachine::new(ClaimKind::Handover, t.clone(), 1);
+        m.start(ms(0));
+        m.claims_seen(theirs(), ms(1));
+        m.timer(t.probe_wait);
+        m.claims_seen(theirs(), t.probe_wait + ms(1));
+        assert_eq!(
+            m.timer(t.probe_wait + t.confirm_wait),
+            [ClaimAction::Conflict {
+                macs: theirs(),
+                withdrawn: false
+            }]
+        );
+    }
+
+    #[test]
+    fn under_withdraw_a_conflict_keeps_the_ip_silent_until_the_other_host_stops() {
+        let t = timing(ConflictPolicy::Withdraw);
+        let mut m = ClaimMachine::new(ClaimKind::Handover, t.clone(), 1);
+        assert_eq!(m.start(ms(0)), [ClaimAction::Probe]);
+        m.claims_seen(theirs(), ms(1));
+        assert_eq!(m.timer(t.probe_wait), [ClaimAction::Probe]);
+        m.claims_seen(theirs(), t.probe_wait + ms(1));
+        let confirmed = t.probe_wait + t.confirm_wait;
+        assert_eq!(
+            m.timer(confirmed),
+            [ClaimAction::Conflict {
+                macs: theirs(),
+                withdrawn: true
+            }]
+        );
+        let retry = confirmed + t.conflict_retry;
+        assert_eq!(m.wake_at(), Some(retry));
+        assert_eq!(m.timer(retry), [ClaimAction::Probe]);
+        assert_eq!(
+            m.timer(retry + t.probe_wait),
+            [
+                ClaimAction::ConflictCleared,
+                ClaimAction::Answer,
+                ClaimAction::Announce
+            ]
+        );
+    }
+
+    #[test]
+    fn timers_before_their_time_do_nothing() {
+        let mut m = ClaimMachine::new(ClaimKind::Takeover, timing(ConflictPolicy::Warn), 1);
+        m.start(ms(0));
+        assert_eq!(m.timer(ms(1)), []);
+        assert!(m.watching());
     }
 }

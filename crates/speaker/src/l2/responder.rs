@@ -21,7 +21,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::announcer::Announce;
 use crate::election::Interfaces;
-use crate::l2::claim::{Claim, ClaimTiming, L2Report, LinkShared, Owned};
+use crate::l2::claim::{Claim, ClaimKind, ClaimTiming, L2Report, LinkShared, Owned};
 use crate::l2::groups::Memberships;
 use crate::l2::interfaces::{LinkInfo, NameFilter, select, usable_names};
 use crate::metrics::{InterfaceLabel, IpLabel, L2Metrics};
@@ -83,6 +83,8 @@ pub struct L2Responder {
     /// The kernel's interfaces at that scan (what channels are opened on).
     interfaces: Vec<NetworkInterface>,
     generation: u64,
+    /// IPs whose gains are takeovers (see [`Announce::takeovers`]).
+    takeovers: BTreeSet<IpAddr>,
 }
 
 impl std::fmt::Debug for L2Responder {
@@ -204,6 +206,7 @@ impl L2Responder {
             last_scan: Vec::new(),
             interfaces: Vec::new(),
             generation: 0,
+            takeovers: BTreeSet::new(),
         };
         (responder, rx)
     }
@@ -294,10 +297,16 @@ impl L2Responder {
         if let IpAddr::V6(v6) = ip {
             self.join_group(v6, index);
         }
+        let kind = if self.takeovers.contains(&ip) {
+            ClaimKind::Takeover
+        } else {
+            ClaimKind::Handover
+        };
         let claim = Claim {
             link: shared,
             ip,
             generation,
+            kind,
             timing: self.config.timing.clone(),
             metrics: self.metrics.clone(),
             reports: self.reports.clone(),
@@ -443,6 +452,11 @@ impl Announce for L2Responder {
         }
         let infos: Vec<LinkInfo> = self.last_scan.iter().map(|s| s.info.clone()).collect();
         Some(usable_names(&infos, &self.config.filter, named))
+    }
+
+    fn takeovers(&mut self, ips: BTreeSet<IpAddr>) -> bool {
+        self.takeovers = ips;
+        true
     }
 
     fn relink(&mut self) -> Vec<(IpAddr, Vec<String>)> {

@@ -1,0 +1,234 @@
+//! What this speaker concludes when gossip and the API disagree, without I/O.
+//!
+//! Gossip alone cannot tell a dead node from one that only its gossip cannot reach (UDP 7946
+//! blocked, a wrong key, datagrams rejected as replays). Answering for every IP whose owner
+//! gossip calls dead would make two MACs answer one IP whenever gossip alone is cut; a quorum
+//! over API state would turn the loss of a majority into an outage. So:
+//!
+//! - **Takeovers are witnessed by the link** ([`takeovers`]): an IP this node owns in its gossip
+//!   view, but which another node would own if every node running a speaker were alive (or which
+//!   another node owned in the previous view and gossip now calls dead), is claimed only when
+//!   nobody answers it on the link (see [`crate::l2::claim`]). An owner keeps the IPs it holds.
+//! - **Isolation is said** ([`IsolationWatch`]): a speaker that hears no gossip peer while the
+//!   API shows other speaker Pods Ready is isolated: gauge `ferrolb_speaker_gossip_isolated`,
+//!   Node Events `GossipIsolated` / `GossipRestored`, and `/readyz` false meanwhile.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::election::{Cluster, Decisions, Ownership, ServiceFacts, decide_all};
+
+/// How long the cut-off condition must hold before it counts: a speaker that just started, or
+/// whose only peer just restarted, hears nobody for a moment (a join takes well under a second).
+pub const ISOLATION_GRACE: Duration = Duration::from_secs(3);
+
+/// Each IP's owner in `decisions`.
+pub fn owners_by_ip(decisions: &Decisions) -> BTreeMap<IpAddr, String> {
+    decisions
+        .iter()
+        .filter_map(|(ip, d)| match &d.ownership {
+            Ownership::Owner { node, .. } => Some((*ip, node.clone())),
+            Ownership::Silent(_) => None,
+        })
+        .collect()
+}
+
+/// Each IP's owner if every node that runs a speaker (per the API) were alive, whatever gossip
+/// says.
+pub fn owners_if_all_alive(
+    cluster: &Cluster,
+    services: &[ServiceFacts],
+) -> BTreeMap<IpAddr, String> {
+    let mut everyone = cluster.clone();
+    everyone.alive.extend(cluster.speakers.iter().cloned());
+    owners_by_ip(&decide_all(&everyone, services))
+}
+
+/// The IPs `me` owns now that must be witnessed by the link before it claims them: another
+/// node would own them if gossip saw every speaker (`if_all_alive`), or owned them in the
+/// previous round and is not in `view` now.
+pub fn takeovers(
+    me: &str,
+    now: &BTreeMap<IpAddr, String>,
+    if_all_alive: &BTreeMap<IpAddr, String>,
+    previous: &BTreeMap<IpAddr, String>,
+    view: &BTreeSet<String>,
+) -> BTreeSet<IpAddr> {
+    now.iter()
+        .filter(|(_, owner)| owner.as_str() == me)
+        .filter(|(ip, _)| {
+            let outranked = if_all_alive.get(*ip).is_some_and(|o| o != me);
+            let from_the_dead = previous
+                .get(*ip)
+                .is_some_and(|o| o != me && !view.contains(o));
+            outranked || from_the_dead
+        })
+        .map(|(ip, _)| *ip)
+        .collect()
+}
+
+/// Whether `me` is cut off from gossip: it hears no other member while another node's speaker
+/// Pod is Ready in the API.
+pub fn cut_off(me: &str, view: &BTreeSet<String>, ready_speakers: &BTreeSet<String>) -> bool {
+    let hears_a_peer = view.iter().any(|n| n != me);
+    let others_ready = ready_speakers.iter().any(|n| n != me);
+    !hears_a_peer && others_ready
+}
+
+/// A change to tell operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationChange {
+    /// Cut off for [`ISOLATION_GRACE`]: Warning `GossipIsolated`.
+    Isolated,
+    /// Hears peers again (or no other speaker is Ready any more): Normal `GossipRestored`.
+    Restored,
+}
+
+/// Tracks isolation over time: [`cut_off`] must hold for [`ISOLATION_GRACE`] before the speaker
+/// is isolated; it is restored as soon as it no longer holds. Time is a [`Duration`] since any
+/// fixed start.
+#[derive(Debug, Clone, Default)]
+pub struct IsolationWatch {
+    /// Since when the condition holds.
+    since: Option<Duration>,
+    isolated: bool,
+}
+
+impl IsolationWatch {
+    /// Whether the speaker is isolated now.
+    pub fn isolated(&self) -> bool {
+        self.isolated
+    }
+
+    /// The condition as seen `now`; a change to report, if any.
+    pub fn observe(&mut self, cut_off: bool, now: Duration) -> Option<IsolationChange> {
+        if !cut_off {
+            self.since = None;
+            return std::mem::take(&mut self.isolated).then_some(IsolationChange::Restored);
+        }
+        let since = *self.since.get_or_insert(now);
+        if !self.isolated && now.saturating_sub(since) >= ISOLATION_GRACE {
+            self.isolated = true;
+            return Some(IsolationChange::Isolated);
+        }
+        None
+    }
+
+    /// When to look again even if nothing changes (the grace running out).
+    pub fn wake_at(&self) -> Option<Duration> {
+        match (self.since, self.isolated) {
+            (Some(since), false) => Some(since + ISOLATION_GRACE),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn nodes(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn owners(pairs: &[(&str, &str)]) -> BTreeMap<IpAddr, String> {
+        pairs
+            .iter()
+            .map(|(i, n)| (ip(i), (*n).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn an_ip_this_node_owns_only_because_gossip_misses_its_owner_is_a_takeover() {
+        // a hears nobody: it owns everything in its view; b and c would own theirs.
+        let now = owners(&[("192.0.2.1", "a"), ("192.0.2.2", "a"), ("192.0.2.3", "a")]);
+        let all = owners(&[("192.0.2.1", "a"), ("192.0.2.2", "b"), ("192.0.2.3", "c")]);
+        let got = takeovers("a", &now, &all, &BTreeMap::new(), &nodes(&["a"]));
+        assert_eq!(got, [ip("192.0.2.2"), ip("192.0.2.3")].into());
+    }
+
+    #[test]
+    fn an_owner_keeps_the_ips_it_holds_in_its_own_view_without_a_witness() {
+        let now = owners(&[("192.0.2.1", "a")]);
+        let got = takeovers("a", &now, &now, &now, &nodes(&["a"]));
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn an_ip_whose_previous_owner_gossip_now_calls_dead_is_a_takeover() {
+        // The API no longer lists b's speaker, but b held the IP a moment ago.
+        let now = owners(&[("192.0.2.2", "a")]);
+        let previous = owners(&[("192.0.2.2", "b")]);
+        let got = takeovers("a", &now, &now, &previous, &nodes(&["a", "c"]));
+        assert_eq!(got, [ip("192.0.2.2")].into());
+    }
+
+    #[test]
+    fn an_ip_handed_over_by_a_live_owner_is_not_a_takeover() {
+        // b is alive and lets go (a node joined or the Service changed): a answers at once.
+        let now = owners(&[("192.0.2.2", "a")]);
+        let previous = owners(&[("192.0.2.2", "b")]);
+        let got = takeovers("a", &now, &now, &previous, &nodes(&["a", "b"]));
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn ips_owned_by_other_nodes_are_never_takeovers_of_this_one() {
+        let now = owners(&[("192.0.2.2", "b")]);
+        let all = owners(&[("192.0.2.2", "c")]);
+        assert!(takeovers("a", &now, &all, &BTreeMap::new(), &nodes(&["a", "b"])).is_empty());
+    }
+
+    #[test]
+    fn a_speaker_that_hears_nobody_while_others_are_ready_is_cut_off() {
+        assert!(cut_off("a", &nodes(&["a"]), &nodes(&["a", "b"])));
+        assert!(!cut_off("a", &nodes(&["a", "b"]), &nodes(&["a", "b", "c"])));
+        // The only speaker, or the others not Ready: alone, not cut off.
+        assert!(!cut_off("a", &nodes(&["a"]), &nodes(&["a"])));
+        assert!(!cut_off("a", &nodes(&["a"]), &BTreeSet::new()));
+    }
+
+    #[test]
+    fn isolation_is_declared_after_the_grace_and_restored_at_once() {
+        let mut watch = IsolationWatch::default();
+        let t = Duration::from_secs(100);
+        assert_eq!(watch.observe(true, t), None);
+        assert_eq!(watch.wake_at(), Some(t + ISOLATION_GRACE));
+        assert_eq!(watch.observe(true, t + ISOLATION_GRACE / 2), None);
+        assert!(!watch.isolated());
+        assert_eq!(
+            watch.observe(true, t + ISOLATION_GRACE),
+            Some(IsolationChange::Isolated)
+        );
+        assert!(watch.isolated());
+        assert_eq!(watch.wake_at(), None);
+        // Said once.
+        assert_eq!(watch.observe(true, t + ISOLATION_GRACE * 2), None);
+        assert_eq!(
+            watch.observe(false, t + ISOLATION_GRACE * 3),
+            Some(IsolationChange::Restored)
+        );
+        assert!(!watch.isolated());
+        assert_eq!(watch.observe(false, t + ISOLATION_GRACE * 4), None);
+    }
+
+    #[test]
+    fn a_short_silence_is_not_isolation() {
+        let mut watch = IsolationWatch::default();
+        let t = Duration::from_secs(5);
+        assert_eq!(watch.observe(true, t), None);
+        assert_eq!(watch.observe(false, t + Duration::from_millis(500)), None);
+        // The grace starts again.
+        assert_eq!(watch.observe(true, t + Duration::from_secs(1)), None);
+        assert_eq!(
+            watch.observe(true, t + Duration::from_secs(1) + ISOLATION_GRACE / 2),
+            None
+        );
+        assert!(!watch.isolated());
+    }
+}
