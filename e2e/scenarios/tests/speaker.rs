@@ -324,10 +324,11 @@ async fn speakers_agree_on_one_owner_and_hand_over_when_it_leaves() {
         .wait_sole_holder("exactly the hash owner to announce", position(first))
         .await;
     wait_reported_owner(&server, first).await;
+    let assigned = events(&server, "NodeAssigned");
     assert_eq!(
-        events(&server, "NodeAssigned").len(),
+        assigned.len(),
         1,
-        "one NodeAssigned Event for the first owner"
+        "one NodeAssigned Event for the first owner: {assigned:?}"
     );
 
     // The owner is stopped (SIGTERM): it leaves gossip, and the next owner takes over.

@@ -105,7 +105,9 @@ pub async fn spawn(
     tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut backoff = Backoff::new(REJOIN_FIRST, REJOIN_CAP);
-        let mut rejoin_at = tokio::time::Instant::now() + REJOIN_FIRST;
+        // The first join goes out at once: a speaker that knows only part of the group
+        // decides ownership on a partial view meanwhile.
+        let mut rejoin_at = tokio::time::Instant::now();
         loop {
             let deadline = gossip.next_deadline().map_or_else(
                 || tokio::time::Instant::now() + Duration::from_secs(1),
