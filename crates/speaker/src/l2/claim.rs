@@ -680,6 +680,9 @@ impl Claim {
         for action in actions {
             match action {
                 ClaimAction::Probe => {
+                    if !self.link.current(ip, self.generation) {
+                        return false;
+                    }
                     self.link.send(probe);
                 }
                 ClaimAction::Answer => {
@@ -688,7 +691,15 @@ impl Claim {
                     }
                 }
                 ClaimAction::Silence => self.link.silence(ip),
-                ClaimAction::Announce => self.link.announce(ip, &self.metrics),
+                // A repeat falls due up to a second after the last check: an IP lost meanwhile
+                // must not be announced once more (it would pull clients to a node that no
+                // longer answers for it).
+                ClaimAction::Announce => {
+                    if !self.link.current(ip, self.generation) {
+                        return false;
+                    }
+                    self.link.announce(ip, &self.metrics);
+                }
                 ClaimAction::Conflict { macs, withdrawn } => {
                     for mac in macs {
                         tracing::warn!(%ip, %mac, %interface, withdrawn, "address conflict: another station answers for this IP");
