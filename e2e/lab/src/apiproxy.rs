@@ -13,13 +13,14 @@
 //! stream for minutes), bodies that end with the connection. It is pure and tested here.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::{Arc, Mutex};
 
 use crate::binaries::binary;
 use crate::prober::now_us;
+use crate::process::LineTool;
 use crate::topology::command_in;
 
 /// The start line and headers of one HTTP message.
@@ -367,32 +368,11 @@ impl ApiProxy {
             let ms = slow.delay.as_millis().to_string();
             command.args(["--slow-path", &slow.path_part, "--slow-ms", &ms]);
         }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout from the proxy"))?;
-        let writes = Arc::new(Mutex::new(Vec::new()));
-        let sink = writes.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(w) = WriteLine::parse(&line)
-                    && let Ok(mut all) = sink.lock()
-                {
-                    all.push(w);
-                }
-            }
-        });
+        let tool = LineTool::spawn(command, "proxy", WriteLine::parse)?;
         Ok(Self {
-            child,
-            _stdin: stdin,
-            writes,
+            child: tool.child,
+            _stdin: tool.stdin,
+            writes: tool.records,
         })
     }
 

@@ -13,14 +13,15 @@
 //! earlier ones wait).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::binaries::binary;
+use crate::process::LineTool;
 use crate::topology::{client_ns, command_in};
 use crate::wait::poll_until;
 
@@ -363,44 +364,24 @@ impl Prober {
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let tool = binary("ferrolb-lab")?;
-        let mut child = command_in(&client_ns(prefix), &tool.display().to_string())
-            .args([
-                "probe",
-                "--target",
-                target,
-                "--port",
-                "80",
-                "--interval-ms",
-                &interval.as_millis().to_string(),
-                "--timeout-ms",
-                &timeout.as_millis().to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout from the prober"))?;
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let sink = records.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(record) = ProbeRecord::parse(&line)
-                    && let Ok(mut all) = sink.lock()
-                {
-                    all.push(record);
-                }
-            }
-        });
+        let mut command = command_in(&client_ns(prefix), &tool.display().to_string());
+        command.args([
+            "probe",
+            "--target",
+            target,
+            "--port",
+            "80",
+            "--interval-ms",
+            &interval.as_millis().to_string(),
+            "--timeout-ms",
+            &timeout.as_millis().to_string(),
+        ]);
+        let tool = LineTool::spawn(command, "prober", ProbeRecord::parse)?;
         Ok(Self {
-            child,
-            stdin,
-            records,
-            reader: Some(reader),
+            child: tool.child,
+            stdin: tool.stdin,
+            records: tool.records,
+            reader: tool.reader,
             timeout,
         })
     }

@@ -380,3 +380,61 @@ mod tests {
         assert!(text.contains("gossip joined"));
     }
 }
+
+/// A helper process of the lab tool that prints one record per line (prober, witness, API
+/// proxy): started with its stdin piped (closing it stops the tool) and its stdout read by one
+/// thread into `records`.
+#[derive(Debug)]
+pub struct LineTool<T> {
+    /// The process.
+    pub child: Child,
+    /// Its stdin; dropping it asks the tool to stop.
+    pub stdin: Option<std::process::ChildStdin>,
+    /// Every line parsed so far.
+    pub records: Arc<Mutex<Vec<T>>>,
+    /// The reading thread; ends when the tool closes its stdout.
+    pub reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> LineTool<T> {
+    /// Spawns `command` and collects each stdout line `parse` accepts; `what` names the tool in
+    /// errors.
+    ///
+    /// # Errors
+    /// When the process cannot be started.
+    pub fn spawn(
+        mut command: std::process::Command,
+        what: &str,
+        parse: fn(&str) -> Option<T>,
+    ) -> anyhow::Result<Self> {
+        use std::io::{BufRead, BufReader};
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout from the {what}"))?;
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = records.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(record) = parse(&line)
+                    && let Ok(mut all) = sink.lock()
+                {
+                    all.push(record);
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            stdin,
+            records,
+            reader: Some(reader),
+        })
+    }
+}

@@ -23,9 +23,9 @@
 //!   on a busy machine too.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::IpAddr;
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ use ferrolb_wire::{ArpOperation, ArpRepr, Mac, NdpRepr, NeighborSolicit, solicit
 
 use crate::binaries::binary;
 use crate::prober::now_us;
+use crate::process::LineTool;
 use crate::topology::{client_ns, command_in};
 
 /// The sliding window of the double and unanswered rules.
@@ -403,33 +404,12 @@ impl Witness {
         for ip in ips {
             command.args(["--ip", ip]);
         }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout from the witness"))?;
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let sink = records.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(record) = Record::parse(&line)
-                    && let Ok(mut all) = sink.lock()
-                {
-                    all.push(record);
-                }
-            }
-        });
+        let tool = LineTool::spawn(command, "witness", Record::parse)?;
         Ok(Self {
-            child,
-            stdin,
-            records,
-            reader: Some(reader),
+            child: tool.child,
+            stdin: tool.stdin,
+            records: tool.records,
+            reader: tool.reader,
             started_us: now_us(),
         })
     }

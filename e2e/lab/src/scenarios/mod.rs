@@ -3,7 +3,7 @@
 //! [`Outcome`]: the longest double answer and the longest silence of any IP, Service IPs that
 //! changed, writes a deposed leader landed, and what else the rule says must hold.
 //! [`Outcome::failures`] holds them against the targets; `fault-bench` runs each scenario five
-//! times and the lab tests in `faults_*.rs` once.
+//! times and the lab tests in `e2e/scenarios/tests/faults.rs` once.
 //!
 //! One module per kind of fault: [`gossip`] (gossip lost, nodes gone, speakers killed or
 //! frozen, the API server frozen), [`config`] (what the cluster's objects say: foreign IPs,
@@ -208,6 +208,33 @@ impl Outcome {
             ));
         }
     }
+}
+
+/// Runs `scenario` once, as a test: prints its detail and panics naming every target it missed.
+/// One lab at a time in this process: each scenario brings up a whole cluster, and two at once
+/// on a 2-core machine would measure the machine, not ferrolb.
+///
+/// # Panics
+/// When the lab cannot run the scenario or a target is missed.
+pub fn assert_holds(scenario: Scenario, options: &Options) {
+    static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_LAB
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let outcome = match run(scenario, options) {
+        Ok(outcome) => outcome,
+        Err(e) => panic!("{}: the lab could not run it: {e:#}", scenario.name()),
+    };
+    for d in &outcome.detail {
+        eprintln!("{}: {d}", scenario.name());
+    }
+    let failures = outcome.failures(scenario);
+    assert!(
+        failures.is_empty(),
+        "{}: {}",
+        scenario.name(),
+        failures.join("; ")
+    );
 }
 
 /// Runs `scenario` once.

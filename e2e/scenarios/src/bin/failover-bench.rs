@@ -31,12 +31,13 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use ferrolb_lab::Lab;
+use ferrolb_lab::binaries::build_lab_binaries;
 use ferrolb_lab::faults::{forget_neighbour, set_node_link};
 use ferrolb_lab::prober::{ProbeReport, Prober, now_us};
 use ferrolb_lab::process::Signal;
@@ -132,32 +133,6 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Builds the binaries the lab starts, with the profile of this one (they are not dependencies
-/// of this binary, so `cargo run --bin failover-bench` alone would leave them stale).
-fn build_lab_binaries() -> anyhow::Result<()> {
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        eprintln!("not started by cargo: using the lab binaries built next to this one");
-        return Ok(());
-    };
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace).args(["build", "--quiet"]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    for bin in [
-        "ferrolb-speaker",
-        "ferrolb-controller",
-        "test-apiserver",
-        "ferrolb-lab",
-    ] {
-        cmd.args(["--bin", bin]);
-    }
-    let status = cmd.status()?;
-    anyhow::ensure!(status.success(), "building the lab binaries failed");
-    Ok(())
 }
 
 fn describe(report: &ProbeReport) -> String {

@@ -34,11 +34,10 @@
     reason = "a benchmark reports its figures on stdout and its progress on stderr"
 )]
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ferrolb_lab::binaries::build_lab_binaries;
 use ferrolb_lab::scenarios::{self, Options, Scenario};
 
 #[derive(Debug, Parser)]
@@ -53,31 +52,6 @@ struct Args {
     /// How long api-down-60s keeps the API server frozen, seconds.
     #[arg(long, default_value_t = 60)]
     api_outage_secs: u64,
-}
-
-/// Builds the speaker, controller, API server and lab tool in this binary's profile (cargo
-/// builds only this binary for `cargo run`, so the others could be stale).
-fn build_lab_binaries() -> anyhow::Result<()> {
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        eprintln!("not started by cargo: using the lab binaries built next to this one");
-        return Ok(());
-    };
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace).args(["build", "--quiet"]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    for bin in [
-        "ferrolb-speaker",
-        "ferrolb-controller",
-        "test-apiserver",
-        "ferrolb-lab",
-    ] {
-        cmd.args(["--bin", bin]);
-    }
-    anyhow::ensure!(cmd.status()?.success(), "building the lab binaries failed");
-    Ok(())
 }
 
 /// The bench's figures for one scenario.
