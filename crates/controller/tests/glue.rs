@@ -24,7 +24,9 @@ use tokio::task::JoinHandle;
 
 /// How long a condition may take: far above what a working controller needs (milliseconds).
 const WAIT: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(20);
+/// Longest wait between two looks at a condition no write signals (the ready flag, the mock's
+/// health); a recorded write wakes the waiter at once.
+const RECHECK: Duration = Duration::from_millis(20);
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 const POOL_PATH: &str = "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/ipaddresspools/lan";
 
@@ -68,7 +70,7 @@ fn list(kind: &str, api_version: &str, items: &[Value]) -> Value {
 
 /// A controller running against the mock, and the handles a test drives it with.
 struct Cluster {
-    writes: Arc<Mutex<Vec<Write>>>,
+    writes: Arc<Recorded>,
     service_watch: mpsc::UnboundedSender<Value>,
     ready: Arc<AtomicBool>,
     controller: JoinHandle<Result<(), ferrolb_controller::Error>>,
@@ -82,7 +84,7 @@ impl Cluster {
         let (service, handle) =
             tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
         let client = kube::Client::new(service, "default");
-        let writes = Arc::new(Mutex::new(Vec::new()));
+        let writes = Arc::new(Recorded::default());
         let (service_watch, pushed_events) = mpsc::unbounded_channel();
         let server = tokio::spawn(serve(
             handle,
@@ -117,7 +119,7 @@ impl Cluster {
     }
 
     fn writes(&self) -> Vec<Write> {
-        self.writes.lock().unwrap().clone()
+        self.writes.writes.lock().unwrap().clone()
     }
 
     /// Pushes a Service event (`ADDED` or `MODIFIED`) through the Service watch.
@@ -143,7 +145,7 @@ impl Cluster {
                 "timed out after {WAIT:?} waiting for {what}; writes so far: {:#?}",
                 self.writes()
             );
-            tokio::time::sleep(POLL).await;
+            let _ = tokio::time::timeout(RECHECK, self.writes.written.notified()).await;
         }
     }
 
@@ -193,7 +195,7 @@ async fn serve(
     services: Vec<Value>,
     pools: Vec<Value>,
     pushed_events: mpsc::UnboundedReceiver<Value>,
-    writes: Arc<Mutex<Vec<Write>>>,
+    writes: Arc<Recorded>,
 ) {
     let mut pushed_events = Some(pushed_events);
     while let Some((request, send)) = handle.next_request().await {
@@ -243,12 +245,20 @@ async fn serve(
     }
 }
 
-fn record(writes: &Mutex<Vec<Write>>, method: &str, path: &str, body: Value) {
-    writes.lock().unwrap().push(Write {
+/// What the mock recorded, and a signal for each new write.
+#[derive(Debug, Default)]
+struct Recorded {
+    writes: Mutex<Vec<Write>>,
+    written: tokio::sync::Notify,
+}
+
+fn record(recorded: &Recorded, method: &str, path: &str, body: Value) {
+    recorded.writes.lock().unwrap().push(Write {
         method: method.to_owned(),
         path: path.to_owned(),
         body,
     });
+    recorded.written.notify_one();
 }
 
 fn pool(status: Value) -> Value {

@@ -15,7 +15,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin};
 use std::sync::{Arc, Mutex};
 
 use crate::binaries::binary;
@@ -337,9 +336,8 @@ pub fn run_proxy(
 /// `ferrolb-lab api-proxy` running in a lab namespace; its lines are collected as they come.
 #[derive(Debug)]
 pub struct ApiProxy {
-    child: Child,
-    _stdin: Option<ChildStdin>,
-    writes: Arc<Mutex<Vec<WriteLine>>>,
+    /// Killed when dropped.
+    tool: LineTool<WriteLine>,
 }
 
 impl ApiProxy {
@@ -369,23 +367,12 @@ impl ApiProxy {
             command.args(["--slow-path", &slow.path_part, "--slow-ms", &ms]);
         }
         let tool = LineTool::spawn(command, "proxy", WriteLine::parse)?;
-        Ok(Self {
-            child: tool.child,
-            _stdin: tool.stdin,
-            writes: tool.records,
-        })
+        Ok(Self { tool })
     }
 
     /// Every write so far.
     pub fn writes(&self) -> Vec<WriteLine> {
-        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for ApiProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.tool.records()
     }
 }
 

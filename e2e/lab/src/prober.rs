@@ -15,9 +15,8 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdin};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::binaries::binary;
@@ -344,10 +343,7 @@ pub fn run_prober(
 /// `ferrolb-lab probe` running in the client namespace; its records are collected as they come.
 #[derive(Debug)]
 pub struct Prober {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    records: Arc<Mutex<Vec<ProbeRecord>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    tool: LineTool<ProbeRecord>,
     timeout: Duration,
 }
 
@@ -377,18 +373,12 @@ impl Prober {
             &timeout.as_millis().to_string(),
         ]);
         let tool = LineTool::spawn(command, "prober", ProbeRecord::parse)?;
-        Ok(Self {
-            child: tool.child,
-            stdin: tool.stdin,
-            records: tool.records,
-            reader: tool.reader,
-            timeout,
-        })
+        Ok(Self { tool, timeout })
     }
 
     /// The records so far.
     pub fn records(&self) -> Vec<ProbeRecord> {
-        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+        self.tool.records()
     }
 
     /// Replies (reply time, node) so far, by reply time.
@@ -447,24 +437,10 @@ impl Prober {
     /// # Errors
     /// When the prober does not exit.
     pub fn stop(mut self) -> anyhow::Result<ProbeReport> {
-        drop(self.stdin.take());
-        let status = self.child.wait()?;
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        anyhow::ensure!(status.success(), "the prober failed: {status}");
+        self.tool
+            .finish()
+            .map_err(|e| anyhow::anyhow!("the prober failed: {e}"))?;
         Ok(ProbeReport::from_records(self.records(), self.timeout))
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        if self.reader.is_some() {
-            // Stopped by unwinding, not by `stop`: end it now.
-            drop(self.stdin.take());
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -383,17 +383,15 @@ mod tests {
 
 /// A helper process of the lab tool that prints one record per line (prober, witness, API
 /// proxy): started with its stdin piped (closing it stops the tool) and its stdout read by one
-/// thread into `records`.
+/// thread into `records`. Dropped without [`LineTool::finish`] (a test unwinding), it is killed.
 #[derive(Debug)]
 pub struct LineTool<T> {
-    /// The process.
-    pub child: Child,
+    child: Child,
     /// Its stdin; dropping it asks the tool to stop.
-    pub stdin: Option<std::process::ChildStdin>,
-    /// Every line parsed so far.
-    pub records: Arc<Mutex<Vec<T>>>,
-    /// The reading thread; ends when the tool closes its stdout.
-    pub reader: Option<std::thread::JoinHandle<()>>,
+    stdin: Option<std::process::ChildStdin>,
+    records: Arc<Mutex<Vec<T>>>,
+    /// The reading thread; ends when the tool closes its stdout. `None` once finished.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl<T: Send + 'static> LineTool<T> {
@@ -436,5 +434,37 @@ impl<T: Send + 'static> LineTool<T> {
             records,
             reader: Some(reader),
         })
+    }
+
+    /// Every record so far.
+    pub fn records(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Closes its stdin, waits for it to exit and for its last lines to be read.
+    ///
+    /// # Errors
+    /// When it cannot be waited for or exits unsuccessfully.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        drop(self.stdin.take());
+        let status = self.child.wait()?;
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        anyhow::ensure!(status.success(), "exited with {status}");
+        Ok(())
+    }
+}
+
+impl<T> Drop for LineTool<T> {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            drop(self.stdin.take());
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -25,9 +25,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
-use std::process::{Child, ChildStdin};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrolb_wire::{ArpOperation, ArpRepr, Mac, NdpRepr, NeighborSolicit, solicited_node};
@@ -385,10 +384,7 @@ pub fn run_witness(
 /// come.
 #[derive(Debug)]
 pub struct Witness {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    records: Arc<Mutex<Vec<Record>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    tool: LineTool<Record>,
     started_us: u64,
 }
 
@@ -406,10 +402,7 @@ impl Witness {
         }
         let tool = LineTool::spawn(command, "witness", Record::parse)?;
         Ok(Self {
-            child: tool.child,
-            stdin: tool.stdin,
-            records: tool.records,
-            reader: tool.reader,
+            tool,
             started_us: now_us(),
         })
     }
@@ -421,7 +414,7 @@ impl Witness {
 
     /// The records so far.
     pub fn records(&self) -> Vec<Record> {
-        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+        self.tool.records()
     }
 
     /// Verdicts per IP over the records from `from_us` until now.
@@ -451,23 +444,10 @@ impl Witness {
     /// # Errors
     /// When it failed.
     pub fn stop(mut self) -> anyhow::Result<Vec<Record>> {
-        drop(self.stdin.take());
-        let status = self.child.wait()?;
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        anyhow::ensure!(status.success(), "the witness failed: {status}");
+        self.tool
+            .finish()
+            .map_err(|e| anyhow::anyhow!("the witness failed: {e}"))?;
         Ok(self.records())
-    }
-}
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        if self.reader.is_some() {
-            drop(self.stdin.take());
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
