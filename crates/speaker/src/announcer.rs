@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::election::{Cluster, Decisions, Interfaces, Ownership, ServiceFacts, decide_all};
+use crate::l2::claim::ClaimKind;
 
 /// One change of this node's announcements.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,12 +68,21 @@ pub trait Announce {
     /// Announce every answered IP once more (a member came back: clients that moved to an
     /// interim owner during a partition must come back).
     fn reannounce(&mut self) {}
-    /// Gains of these IPs (until the next call) are takeovers from a node that gossip calls
-    /// dead: claim each only when the link shows nobody else answers it (see
-    /// [`crate::l2::claim`]). True when the receiver does so and reports each outcome
-    /// (`L2Report::TakenOver` / `TakeoverDeferred`); false (the default) when it claims at once.
-    fn takeovers(&mut self, _ips: BTreeSet<IpAddr>) -> bool {
+    /// How gains of these IPs (until the next call) are claimed: a takeover from a node that
+    /// gossip calls dead, or a succession from a live holder, is claimed only when the link
+    /// shows nobody else answers it (see [`crate::l2::claim`]); any other gain is a handover.
+    /// True when the receiver does so and reports each outcome (`L2Report::TakenOver` /
+    /// `TakeoverDeferred`); false (the default) when it claims at once.
+    fn claim_kinds(&mut self, _kinds: BTreeMap<IpAddr, ClaimKind>) -> bool {
         false
+    }
+    /// Allow answering for `how_long` from now (see [`crate::l2::freshness`]): the speaker's
+    /// loop calls this on every tick, so a frozen speaker falls silent on its own.
+    fn keep_answering(&mut self, _how_long: std::time::Duration) {}
+    /// After a freeze: claim every IP answered before afresh, as a succession (another node may
+    /// have taken it over meanwhile). Returns the IPs now waiting for the link's witness.
+    fn reclaim_all(&mut self) -> Vec<IpAddr> {
+        Vec::new()
     }
     /// The interfaces of this node that can carry Service IPs now (up, with carrier, passing
     /// the name filter or named in `named`, the interfaces L2Advertisements name), for other

@@ -5,10 +5,12 @@
 //! gossip calls dead would make two MACs answer one IP whenever gossip alone is cut; a quorum
 //! over API state would turn the loss of a majority into an outage. So:
 //!
-//! - **Takeovers are witnessed by the link** ([`takeovers`]): an IP this node owns in its gossip
+//! - **Gains are witnessed by the link** ([`claim_kinds`]): an IP this node owns in its gossip
 //!   view, but which another node would own if every node running a speaker were alive (or which
-//!   another node owned in the previous view and gossip now calls dead), is claimed only when
-//!   nobody answers it on the link (see [`crate::l2::claim`]). An owner keeps the IPs it holds.
+//!   another node owned in the previous view and gossip now calls dead, or any IP while gossip
+//!   misses a speaker), is claimed only when nobody answers it on the link; one a live node held
+//!   (or that a speaker just started cannot know the holder of) is claimed once that node let
+//!   go (see [`crate::l2::claim`]). An owner keeps the IPs it holds.
 //! - **Isolation is said** ([`IsolationWatch`]): a speaker that hears no gossip peer while the
 //!   API shows other speaker Pods Ready is isolated: gauge `ferrolb_speaker_gossip_isolated`,
 //!   Node Events `GossipIsolated` / `GossipRestored`, and `/readyz` false meanwhile.
@@ -18,6 +20,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::election::{Cluster, Decisions, Ownership, ServiceFacts, decide_all};
+use crate::l2::claim::ClaimKind;
 
 /// How long the cut-off condition must hold before it counts: a speaker that just started, or
 /// whose only peer just restarted, hears nobody for a moment (a join takes well under a second).
@@ -45,26 +48,41 @@ pub fn owners_if_all_alive(
     owners_by_ip(&decide_all(&everyone, services))
 }
 
-/// The IPs `me` owns now that must be witnessed by the link before it claims them: another
-/// node would own them if gossip saw every speaker (`if_all_alive`), or owned them in the
-/// previous round and is not in `view` now.
-pub fn takeovers(
+/// How `me` claims each IP it owns `now` and did not own in `previous` (an IP absent from the
+/// result is a plain [`ClaimKind::Handover`]: nobody held it):
+/// - [`ClaimKind::Takeover`] when another node would own it if gossip saw every node that runs
+///   a speaker (`if_all_alive`), when gossip misses one of those `speakers`, or when its
+///   previous owner is not in `view`: that owner may be alive with only gossip cut;
+/// - [`ClaimKind::Succession`] when its previous owner is alive in `view` (it lets go by
+///   itself), or when there is no previous round to know (`None`: the speaker just started, or
+///   was frozen and forgot what it held).
+pub fn claim_kinds(
     me: &str,
     now: &BTreeMap<IpAddr, String>,
     if_all_alive: &BTreeMap<IpAddr, String>,
-    previous: &BTreeMap<IpAddr, String>,
+    previous: Option<&BTreeMap<IpAddr, String>>,
     view: &BTreeSet<String>,
-) -> BTreeSet<IpAddr> {
+    speakers: &BTreeSet<String>,
+) -> BTreeMap<IpAddr, ClaimKind> {
+    let view_complete = speakers.is_subset(view);
     now.iter()
         .filter(|(_, owner)| owner.as_str() == me)
-        .filter(|(ip, _)| {
-            let outranked = if_all_alive.get(*ip).is_some_and(|o| o != me);
-            let from_the_dead = previous
-                .get(*ip)
-                .is_some_and(|o| o != me && !view.contains(o));
-            outranked || from_the_dead
+        .filter_map(|(ip, _)| {
+            let before = previous.map(|p| p.get(ip));
+            if before == Some(Some(&me.to_owned())) {
+                return None;
+            }
+            let outranked = if_all_alive.get(ip).is_some_and(|o| o != me);
+            let from_the_dead = before.flatten().is_some_and(|o| !view.contains(o));
+            let kind = if outranked || from_the_dead || !view_complete {
+                ClaimKind::Takeover
+            } else if before.is_none_or(|b| b.is_some()) {
+                ClaimKind::Succession
+            } else {
+                return None;
+            };
+            Some((*ip, kind))
         })
-        .map(|(ip, _)| *ip)
         .collect()
 }
 
@@ -143,20 +161,33 @@ mod tests {
             .collect()
     }
 
+    fn kinds(pairs: &[(&str, ClaimKind)]) -> BTreeMap<IpAddr, ClaimKind> {
+        pairs.iter().map(|(i, k)| (ip(i), *k)).collect()
+    }
+
     #[test]
     fn an_ip_this_node_owns_only_because_gossip_misses_its_owner_is_a_takeover() {
         // a hears nobody: it owns everything in its view; b and c would own theirs.
         let now = owners(&[("192.0.2.1", "a"), ("192.0.2.2", "a"), ("192.0.2.3", "a")]);
         let all = owners(&[("192.0.2.1", "a"), ("192.0.2.2", "b"), ("192.0.2.3", "c")]);
-        let got = takeovers("a", &now, &all, &BTreeMap::new(), &nodes(&["a"]));
-        assert_eq!(got, [ip("192.0.2.2"), ip("192.0.2.3")].into());
+        let previous = owners(&[("192.0.2.1", "a")]);
+        let got = claim_kinds(
+            "a",
+            &now,
+            &all,
+            Some(&previous),
+            &nodes(&["a"]),
+            &nodes(&["a"]),
+        );
+        let t = ClaimKind::Takeover;
+        assert_eq!(got, kinds(&[("192.0.2.2", t), ("192.0.2.3", t)]));
     }
 
     #[test]
     fn an_owner_keeps_the_ips_it_holds_in_its_own_view_without_a_witness() {
         let now = owners(&[("192.0.2.1", "a")]);
-        let got = takeovers("a", &now, &now, &now, &nodes(&["a"]));
-        assert!(got.is_empty());
+        let view = nodes(&["a", "b"]);
+        assert!(claim_kinds("a", &now, &now, Some(&now), &nodes(&["a"]), &view).is_empty());
     }
 
     #[test]
@@ -164,24 +195,54 @@ mod tests {
         // The API no longer lists b's speaker, but b held the IP a moment ago.
         let now = owners(&[("192.0.2.2", "a")]);
         let previous = owners(&[("192.0.2.2", "b")]);
-        let got = takeovers("a", &now, &now, &previous, &nodes(&["a", "c"]));
-        assert_eq!(got, [ip("192.0.2.2")].into());
+        let view = nodes(&["a", "c"]);
+        let got = claim_kinds("a", &now, &now, Some(&previous), &view, &view);
+        assert_eq!(got, kinds(&[("192.0.2.2", ClaimKind::Takeover)]));
     }
 
     #[test]
-    fn an_ip_handed_over_by_a_live_owner_is_not_a_takeover() {
-        // b is alive and lets go (a node joined or the Service changed): a answers at once.
+    fn while_gossip_misses_a_speaker_every_gain_is_a_takeover() {
+        // A speaker with a wrong key hears nobody: even the IPs it would own with everyone
+        // alive may be held by the others, who see it dead.
+        let now = owners(&[("192.0.2.1", "a")]);
+        let got = claim_kinds("a", &now, &now, None, &nodes(&["a"]), &nodes(&["a", "b"]));
+        assert_eq!(got, kinds(&[("192.0.2.1", ClaimKind::Takeover)]));
+    }
+
+    #[test]
+    fn an_ip_handed_over_by_a_live_owner_is_a_succession() {
+        // b is alive and lets go (a node joined or the Service changed): a answers once b
+        // no longer does.
         let now = owners(&[("192.0.2.2", "a")]);
         let previous = owners(&[("192.0.2.2", "b")]);
-        let got = takeovers("a", &now, &now, &previous, &nodes(&["a", "b"]));
+        let view = nodes(&["a", "b"]);
+        let got = claim_kinds("a", &now, &now, Some(&previous), &view, &view);
+        assert_eq!(got, kinds(&[("192.0.2.2", ClaimKind::Succession)]));
+    }
+
+    #[test]
+    fn a_speaker_without_a_previous_round_claims_by_succession() {
+        // Just started (or thawed): another node may hold what it owns.
+        let now = owners(&[("192.0.2.2", "a")]);
+        let view = nodes(&["a", "b"]);
+        let got = claim_kinds("a", &now, &now, None, &view, &view);
+        assert_eq!(got, kinds(&[("192.0.2.2", ClaimKind::Succession)]));
+    }
+
+    #[test]
+    fn an_ip_nobody_held_is_a_handover() {
+        let now = owners(&[("192.0.2.2", "a")]);
+        let view = nodes(&["a", "b"]);
+        let got = claim_kinds("a", &now, &now, Some(&BTreeMap::new()), &view, &view);
         assert!(got.is_empty());
     }
 
     #[test]
-    fn ips_owned_by_other_nodes_are_never_takeovers_of_this_one() {
+    fn ips_owned_by_other_nodes_are_never_claimed_by_this_one() {
         let now = owners(&[("192.0.2.2", "b")]);
         let all = owners(&[("192.0.2.2", "c")]);
-        assert!(takeovers("a", &now, &all, &BTreeMap::new(), &nodes(&["a", "b"])).is_empty());
+        let view = nodes(&["a", "b"]);
+        assert!(claim_kinds("a", &now, &all, None, &view, &view).is_empty());
     }
 
     #[test]

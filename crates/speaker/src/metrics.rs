@@ -95,6 +95,8 @@ pub struct Metrics {
     pub ip_not_in_pool: Counter,
     /// 1 while this speaker hears no gossip peer although the API shows other speakers Ready.
     pub gossip_isolated: Gauge,
+    /// Times this speaker's loop found it had been frozen and claimed its IPs again.
+    pub frozen: Counter,
 }
 
 impl Metrics {
@@ -110,6 +112,7 @@ impl Metrics {
             ipvs_strict_arp_missing: Gauge::default(),
             ip_not_in_pool: Counter::default(),
             gossip_isolated: Gauge::default(),
+            frozen: Counter::default(),
         };
         registry.register(
             "ferrolb_speaker_announced",
@@ -126,6 +129,11 @@ impl Metrics {
             "ferrolb_speaker_gossip_insecure",
             "1 when gossip is neither authenticated nor encrypted",
             m.insecure.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_frozen",
+            "Times the speaker found it had been frozen (SIGSTOP, a stalled VM) and claimed its IPs again through the link",
+            m.frozen.clone(),
         );
         registry.register(
             "ferrolb_speaker_owner_changes",

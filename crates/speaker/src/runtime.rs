@@ -34,6 +34,7 @@ use crate::gossip::udp::GossipHandle;
 use crate::inputs;
 use crate::isolation::{self, IsolationChange, IsolationWatch};
 use crate::l2::claim::L2Report;
+use crate::l2::freshness;
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
 use crate::visibility::{
@@ -412,6 +413,8 @@ enum Wake {
     LinksChanged,
     /// Time for the periodic checks of links and the kube-proxy IPVS setting.
     Recheck,
+    /// Time to renew the answering deadline (and see whether this loop was frozen).
+    Tick,
     /// The watches ended (they retry forever, so this is a bug).
     WatchesEnded,
     /// A part of the speaker that must run as long as it does ended (a bug): exit, so the
@@ -431,6 +434,8 @@ struct Wakeups {
     patience: Pin<Box<tokio::time::Sleep>>,
     patience_over: bool,
     recheck: tokio::time::Interval,
+    /// Renews the answering deadline ([`freshness::TICK`]).
+    tick: tokio::time::Interval,
     feedback: L2Feedback,
     /// When the isolation grace runs out, if it is running.
     isolation_at: Option<tokio::time::Instant>,
@@ -465,6 +470,7 @@ impl Wakeups {
             Some(report) = self.feedback.reports.recv() => Wake::Report(report),
             Some(()) = self.feedback.links.recv() => Wake::LinksChanged,
             _ = self.recheck.tick() => Wake::Recheck,
+            _ = self.tick.tick() => Wake::Tick,
             () = shutdown => Wake::Shutdown,
         };
         if matches!(wake, Wake::LinksChanged) {
@@ -506,8 +512,9 @@ struct Announcing {
     /// IPs this node owns in its view but holds back: their owner, dead to gossip, still
     /// answers on the link.
     deferred: BTreeSet<IpAddr>,
-    /// Each IP's owner in the last round, to tell a takeover from a handover.
-    previous_owners: BTreeMap<IpAddr, String>,
+    /// Each IP's owner in the last round, to tell a takeover from a succession or a handover;
+    /// `None` before the first round (or after a freeze): who holds what is unknown.
+    previous_owners: Option<BTreeMap<IpAddr, String>>,
 }
 
 impl Announcing {
@@ -522,7 +529,7 @@ impl Announcing {
             usable: UsablePublisher::default(),
             ipvs: None,
             deferred: BTreeSet::new(),
-            previous_owners: BTreeMap::new(),
+            previous_owners: None,
         }
     }
 
@@ -567,6 +574,8 @@ struct Runtime<'r, R> {
     previous_view: BTreeSet<String>,
     started: Instant,
     isolation: IsolationWatch,
+    /// The loop's last tick, to see a freeze.
+    last_tick: Instant,
 }
 
 impl<R: Announce> Runtime<'_, R> {
@@ -591,21 +600,21 @@ impl<R: Announce> Runtime<'_, R> {
         let refused = self.announcing.refusals.update(&decisions);
         self.metrics.ip_not_in_pool.inc_by(refused);
         let owners = isolation::owners_by_ip(&decisions);
-        let takeovers = isolation::takeovers(
+        let kinds = isolation::claim_kinds(
             &self.config.node,
             &owners,
             &isolation::owners_if_all_alive(&cluster, &services),
-            &self.announcing.previous_owners,
+            self.announcing.previous_owners.as_ref(),
             view,
+            &cluster.speakers,
         );
-        let witnessed = self.responder.takeovers(takeovers.clone());
-        let takeovers = if witnessed {
-            takeovers
+        let witnessed: BTreeSet<IpAddr> = if self.responder.claim_kinds(kinds.clone()) {
+            kinds.into_keys().collect()
         } else {
             BTreeSet::new()
         };
-        self.announcing.previous_owners = owners;
-        let announced = self.announce(&decisions, &takeovers);
+        self.announcing.previous_owners = Some(owners);
+        let announced = self.announce(&decisions, &witnessed);
         self.reannounce_if_a_member_returned(view);
         self.publish_notices(&cluster, view, &decisions, &announced);
         self.write_statuses(&decisions, &announced);
@@ -687,6 +696,38 @@ impl<R: Announce> Runtime<'_, R> {
         Some(tokio::time::Instant::from_std(self.started + at))
     }
 
+    /// Renews the answering deadline; after a freeze longer than [`freshness::STALL`] (SIGSTOP,
+    /// a stalled VM), first claims every IP afresh through the link's witness: the other nodes
+    /// may have taken them over meanwhile, and its view of gossip is as old as the freeze.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let gap = now.duration_since(std::mem::replace(&mut self.last_tick, now));
+        if gap > freshness::STALL {
+            let ips = self.responder.reclaim_all();
+            tracing::warn!(
+                frozen_ms = gap.as_millis(),
+                ips = ips.len(),
+                "this speaker was frozen: claiming its IPs again once nobody else answers them"
+            );
+            self.metrics.frozen.inc();
+            for ip in ips {
+                if let Some(announced) = self.announcing.announcer.announced().get(&ip) {
+                    for service in &announced.services {
+                        self.metrics.announced.remove(&announced_labels(
+                            service,
+                            &self.config.node,
+                            ip,
+                        ));
+                    }
+                }
+                self.announcing.deferred.insert(ip);
+            }
+            // Who held what is unknown after the freeze: gains are successions at best.
+            self.announcing.previous_owners = None;
+        }
+        self.responder.keep_answering(freshness::STALL);
+    }
+
     /// A takeover held back (the owner still answers on the link) or done at last: the IP is
     /// (not) announced by this node, as its metric and `ServiceL2Status` say.
     fn takeover_report(&mut self, report: &L2Report) -> bool {
@@ -719,15 +760,16 @@ impl<R: Announce> Runtime<'_, R> {
     fn announce(
         &mut self,
         decisions: &Decisions,
-        takeovers: &BTreeSet<IpAddr>,
+        witnessed: &BTreeSet<IpAddr>,
     ) -> BTreeMap<String, BTreeSet<String>> {
         let changes = self.announcing.announcer.update_from(decisions);
         record_changes(&self.metrics, &self.config.node, &changes);
-        // A takeover counts as announced (metric, status, the other nodes' objects cleaned up)
-        // only once the link showed nobody else answers it (`L2Report::TakenOver`).
+        // A takeover or succession counts as announced (metric, status, the other nodes'
+        // objects cleaned up) only once the link showed nobody else answers it
+        // (`L2Report::TakenOver`).
         for change in &changes {
             if let Change::Gained { ip, services, .. } = change
-                && takeovers.contains(ip)
+                && witnessed.contains(ip)
             {
                 self.announcing.deferred.insert(*ip);
                 for service in services {
@@ -891,6 +933,8 @@ impl<R: Announce> Runtime<'_, R> {
         );
         gossip.leave().await;
         responder.quiesce();
+        // The loop no longer ticks: answer through the grace period.
+        responder.keep_answering(config.grace + Duration::from_secs(1));
         tokio::time::sleep(config.grace).await;
         let changes = announcing.announcer.withdraw_all();
         record_changes(&metrics, &config.node, &changes);
@@ -960,6 +1004,11 @@ pub async fn run(
         patience: Box::pin(tokio::time::sleep(JOIN_PATIENCE)),
         patience_over: false,
         recheck: tokio::time::interval(RECHECK),
+        tick: {
+            let mut tick = tokio::time::interval(freshness::TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        },
         feedback,
         isolation_at: None,
         writer,
@@ -976,6 +1025,7 @@ pub async fn run(
         previous_view: BTreeSet::new(),
         started,
         isolation: IsolationWatch::default(),
+        last_tick: Instant::now(),
     };
     tokio::pin!(shutdown);
     loop {
@@ -991,6 +1041,11 @@ pub async fn run(
                 }
             }
             Wake::LinksChanged => runtime.relink(),
+            Wake::Tick => {
+                runtime.tick();
+                // A freeze re-claims IPs; the next report or change brings statuses in line.
+                continue;
+            }
             Wake::Recheck => {
                 // A usable-interfaces write that did not land is sent again.
                 runtime.announcing.usable.retry();

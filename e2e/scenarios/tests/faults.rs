@@ -35,13 +35,13 @@ fn gossip_blocked_on_one_node_never_gives_an_ip_two_answers_or_a_silence_over_a_
 }
 
 #[test]
-#[ignore = "issue 14, not met yet: a speaker restarted with a wrong key claims its hash-owned IPs unwitnessed after its join patience while the others hold them (two MACs for ~9 s)"]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn a_speaker_with_a_wrong_gossip_key_never_gives_an_ip_two_answers_or_a_silence_over_a_second() {
     holds(Scenario::WrongKey);
 }
 
 #[test]
-#[ignore = "issue 14, not met yet: as with a wrong key, the restarted speaker claims its IPs unwitnessed (two MACs for ~9 s)"]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn a_speaker_refused_as_replays_never_gives_an_ip_two_answers_or_a_silence_over_a_second() {
     holds(Scenario::ReplayedGossip);
 }
@@ -53,19 +53,19 @@ fn a_two_node_cluster_split_never_gives_an_ip_two_answers_or_a_silence_over_a_se
 }
 
 #[test]
-#[ignore = "issue 14, not met yet: the returning nodes answer beside the survivor for a moment and one IP went unanswered 2.2 s"]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn with_two_of_three_nodes_gone_the_survivor_answers_every_ip_within_two_seconds() {
     holds(Scenario::MajorityLoss);
 }
 
 #[test]
-#[ignore = "issue 14, not met yet: the restarted owner takes its IP back while the interim owner still answers (5-11 ms of two MACs; target 0)"]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn a_killed_owner_speaker_is_replaced_without_two_answers() {
     holds(Scenario::OwnerKilled);
 }
 
 #[test]
-#[ignore = "issue 14, not met yet: the resumed owner answers beside its successor for 30-85 ms (target 0)"]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn a_frozen_owner_speaker_is_replaced_and_does_not_answer_beside_its_successor_when_resumed() {
     holds(Scenario::OwnerStopped);
 }

@@ -7,17 +7,23 @@
 //! short-lived thread (one per (IP, link), to be folded into the link's loop) and stops the
 //! moment the IP is lost.
 //!
-//! Two kinds of gain:
-//! - a **handover** (the previous owner is alive in this node's gossip view and lets go by
-//!   itself, or nobody held the IP): answer at once; a claim seen during the probe is checked
-//!   once more after a short wait before it counts as a conflict, because the previous owner may
-//!   answer the first probe in the few milliseconds before it learns it lost the IP;
-//! - a **takeover** (this node owns the IP only because gossip calls another node dead): the
-//!   link is an independent witness. Probe, and claim only if no other MAC answers; if one does,
-//!   the presumed-dead owner is alive and only gossip is cut, so hold back (count
-//!   `ferrolb_layer2_takeover_deferred_total`) and probe again every few hundred ms, taking over
-//!   as soon as nobody answers. An answer that comes after this node already announced makes it
-//!   fall silent at once.
+//! Three kinds of gain:
+//! - a **handover** (nobody held the IP: a new Service): answer at once; a claim seen during the
+//!   probe is checked once more after a short wait before it counts as a conflict;
+//! - a **succession** (a live node held it and lets go by itself once it learns it lost it, or
+//!   this speaker cannot know who holds it: it just started, or it was frozen): probe, and
+//!   answer only once nobody else does, probing again every few tens of ms meanwhile. The
+//!   previous owner lets go within milliseconds of the same gossip news, so the IP is silent
+//!   for about one probe, and never answered by two MACs;
+//! - a **takeover** (this node owns the IP only because gossip calls another node dead, or
+//!   gossip does not see every speaker): the link is an independent witness. Probe, and claim
+//!   only if no other MAC answers; if one does, the presumed-dead owner is alive and only
+//!   gossip is cut, so hold back (count `ferrolb_layer2_takeover_deferred_total`) and probe
+//!   again every few hundred ms, taking over as soon as nobody answers.
+//!
+//! A succession still answered after [`ClaimTiming::succession_patience`] is held back like a
+//! takeover. After either kind claims, an answer that comes later still makes this node fall
+//! silent at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -29,6 +35,7 @@ use ferrolb_wire::Mac;
 use pnet_datalink::DataLinkSender;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::l2::freshness::Freshness;
 use crate::metrics::L2Metrics;
 
 /// What to do when another host already answers for a newly gained IP.
@@ -67,6 +74,11 @@ pub struct ClaimTiming {
     /// Random spread added to each re-probe, so two nodes that both wait for the same silent
     /// owner do not probe (and claim) in lock step.
     pub reprobe_spread: Duration,
+    /// Succession: how soon to probe again while the previous owner still answers.
+    pub succession_retry: Duration,
+    /// Succession: how long the previous owner may keep answering before this claim is held
+    /// back like a takeover (and said to be).
+    pub succession_patience: Duration,
 }
 
 impl Default for ClaimTiming {
@@ -94,6 +106,13 @@ impl Default for ClaimTiming {
             // the next probe, and a deferred IP costs two frames a second on the link.
             reprobe: Duration::from_millis(300),
             reprobe_spread: Duration::from_millis(200),
+            // The previous owner lets go within a few ms of the gossip news that made this
+            // node the owner: a probe every 20 ms (plus the 30 ms witness wait) keeps the IP's
+            // silence near 50 ms without a frame storm.
+            succession_retry: Duration::from_millis(20),
+            // Gossip news reaches every member within a few probe periods; a holder that still
+            // answers after this is not letting go (or its gossip is cut).
+            succession_patience: Duration::from_secs(3),
         }
     }
 }
@@ -119,7 +138,8 @@ pub enum L2Report {
         /// The interface.
         interface: String,
     },
-    /// A takeover held back: the owner gossip calls dead still answers for `ip` on the link.
+    /// A takeover held back: the owner gossip calls dead (or a previous owner that does not let
+    /// go) still answers for `ip` on the link.
     TakeoverDeferred {
         /// The IP.
         ip: IpAddr,
@@ -128,7 +148,7 @@ pub enum L2Report {
         /// Where.
         interface: String,
     },
-    /// A takeover is done: nobody else answered the probe for `ip`.
+    /// A takeover or succession is done: nobody else answered the probe for `ip`.
     TakenOver {
         /// The IP.
         ip: IpAddr,
@@ -196,6 +216,8 @@ pub struct LinkShared {
     /// The speaker is leaving: keep answering questions, but announce nothing more and leave
     /// address probes to the next owner (answering them would look like a conflict there).
     pub quiet: AtomicBool,
+    /// Answer and announce only while this is current (not after a freeze).
+    pub fresh: Arc<Freshness>,
 }
 
 impl std::fmt::Debug for LinkShared {
@@ -223,7 +245,7 @@ impl LinkShared {
     /// Sends the gratuitous ARP / unsolicited NA for `ip` and counts it; nothing once the
     /// speaker is leaving.
     pub fn announce(&self, ip: IpAddr, metrics: &L2Metrics) {
-        if self.quiet.load(Ordering::Relaxed) {
+        if self.quiet.load(Ordering::Relaxed) || !self.fresh.current() {
             return;
         }
         let frames = announce_frames(self.mac, ip);
@@ -313,11 +335,13 @@ fn announce_frames(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
 /// Why this node gained an IP, which decides how carefully it claims it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimKind {
-    /// Nobody else should hold it (new IP, or the previous owner is alive and lets go): answer
-    /// at once, report a conflict if another MAC insists.
+    /// Nobody held it: answer at once, report a conflict if another MAC insists.
     Handover,
-    /// This node owns it only because gossip calls another node dead: claim only when the link
-    /// confirms that nobody answers.
+    /// A live node held it and lets go by itself (or this speaker cannot know who holds it):
+    /// answer once the link shows nobody else does, probing again soon while someone does.
+    Succession,
+    /// This node owns it only because gossip calls another node dead (or misses a speaker):
+    /// claim only when the link confirms that nobody answers.
     Takeover,
 }
 
@@ -386,6 +410,10 @@ pub struct ClaimMachine {
     seen: BTreeSet<Mac>,
     /// State of the re-probe jitter (splitmix64).
     jitter: u64,
+    /// When the claim started (a succession's patience runs from here).
+    started: Duration,
+    /// The current hold-back was reported ([`ClaimAction::TakeoverDeferred`] once per episode).
+    deferral_said: bool,
 }
 
 impl ClaimMachine {
@@ -397,12 +425,15 @@ impl ClaimMachine {
             phase: Phase::Done,
             seen: BTreeSet::new(),
             jitter: seed,
+            started: Duration::ZERO,
+            deferral_said: false,
         }
     }
 
     /// The IP was just gained.
     pub fn start(&mut self, now: Duration) -> Vec<ClaimAction> {
         self.seen.clear();
+        self.started = now;
         match (self.kind, self.timing.policy) {
             (ClaimKind::Handover, ConflictPolicy::Warn) => {
                 // Probe first, then answer at once: failover must not wait for the probe.
@@ -422,17 +453,23 @@ impl ClaimMachine {
                 self.phase = self.checking(now, false);
                 vec![ClaimAction::Probe]
             }
-            (ClaimKind::Takeover, _) => {
+            (ClaimKind::Takeover | ClaimKind::Succession, _) => {
                 self.phase = self.checking(now, false);
                 vec![ClaimAction::Probe]
             }
         }
     }
 
+    /// Whether this claim waits for the link to show nobody else answers.
+    fn witnessed(&self) -> bool {
+        matches!(self.kind, ClaimKind::Takeover | ClaimKind::Succession)
+    }
+
     fn checking(&self, now: Duration, after_deferral: bool) -> Phase {
-        let wait = match self.kind {
-            ClaimKind::Takeover => self.timing.witness_wait,
-            ClaimKind::Handover => self.timing.probe_wait,
+        let wait = if self.witnessed() {
+            self.timing.witness_wait
+        } else {
+            self.timing.probe_wait
         };
         Phase::Checking {
             until: now + wait,
@@ -471,28 +508,41 @@ impl ClaimMachine {
         if macs.is_empty() {
             return Vec::new();
         }
-        if self.kind == ClaimKind::Takeover {
-            // The owner gossip calls dead answers: it is alive, only gossip is cut. Hold back at
-            // once (and fall silent if already claimed): two MACs must not answer one IP.
-            let Phase::Checking { after_deferral, .. } = self.phase else {
-                return Vec::new();
-            };
-            self.phase = Phase::Deferred {
-                next: now + self.next_reprobe(),
-            };
-            self.seen.clear();
-            let mut actions = Vec::new();
-            if answering {
-                actions.push(ClaimAction::Silence);
-            }
-            // Said once per episode: a re-probe answered again changes nothing.
-            if answering || !after_deferral {
-                actions.push(ClaimAction::TakeoverDeferred { macs });
-            }
-            return actions;
+        if self.witnessed() {
+            // Another MAC answers: the owner gossip calls dead is alive (only gossip is cut), or
+            // the previous owner has not let go yet. Hold back at once (and fall silent if
+            // already claimed): two MACs must not answer one IP.
+            return self.hold_back(macs, now, answering);
         }
         self.seen.extend(macs);
         Vec::new()
+    }
+
+    /// Silent until the next probe: soon for a succession within its patience, after a
+    /// re-probe delay otherwise (said once per episode).
+    fn hold_back(
+        &mut self,
+        macs: BTreeSet<Mac>,
+        now: Duration,
+        answering: bool,
+    ) -> Vec<ClaimAction> {
+        let patient = self.kind == ClaimKind::Succession
+            && now.saturating_sub(self.started) < self.timing.succession_patience;
+        let next = if patient {
+            now + self.timing.succession_retry
+        } else {
+            now + self.next_reprobe()
+        };
+        self.phase = Phase::Deferred { next };
+        self.seen.clear();
+        let mut actions = Vec::new();
+        if answering {
+            actions.push(ClaimAction::Silence);
+        }
+        if !patient && !std::mem::replace(&mut self.deferral_said, true) {
+            actions.push(ClaimAction::TakeoverDeferred { macs });
+        }
+        actions
     }
 
     /// The timer of [`Self::wake_at`] is due.
@@ -551,14 +601,15 @@ impl ClaimMachine {
     ) -> Vec<ClaimAction> {
         let seen = std::mem::take(&mut self.seen);
         match self.kind {
-            ClaimKind::Takeover if answering => {
+            ClaimKind::Takeover | ClaimKind::Succession if answering => {
                 // The watch after claiming ended quietly.
                 self.phase = self.repeating(now);
                 Vec::new()
             }
-            ClaimKind::Takeover => {
-                // Nobody answered the probe: the owner is gone. Claim, and keep listening a
-                // while for a late answer.
+            ClaimKind::Takeover | ClaimKind::Succession => {
+                // Nobody answered the probe: the owner is gone or let go. Claim, and keep
+                // listening a while for a late answer.
+                self.deferral_said = false;
                 self.phase = Phase::Checking {
                     until: now + self.timing.witness_watch,
                     confirming: false,
@@ -1000,6 +1051,64 @@ mod tests {
                 ClaimAction::Announce
             ]
         );
+    }
+
+    #[test]
+    fn a_succession_answers_only_once_the_previous_owner_lets_go() {
+        let t = timing(ConflictPolicy::Warn);
+        let mut m = ClaimMachine::new(ClaimKind::Succession, t.clone(), 1);
+        assert_eq!(m.start(ms(0)), [ClaimAction::Probe]);
+        // The previous owner still answers: silent, nothing reported, probed again soon.
+        assert_eq!(m.claims_seen(theirs(), ms(1)), []);
+        assert_eq!(m.wake_at(), Some(ms(1) + t.succession_retry));
+        let again = ms(1) + t.succession_retry;
+        assert_eq!(m.timer(again), [ClaimAction::Probe]);
+        // It let go: the probe goes unanswered and this node claims.
+        assert_eq!(
+            m.timer(again + t.witness_wait),
+            [
+                ClaimAction::Answer,
+                ClaimAction::Announce,
+                ClaimAction::TakenOver
+            ]
+        );
+    }
+
+    #[test]
+    fn a_succession_whose_holder_never_lets_go_is_held_back_and_said_once() {
+        let t = timing(ConflictPolicy::Warn);
+        let mut m = ClaimMachine::new(ClaimKind::Succession, t.clone(), 1);
+        m.start(ms(0));
+        let mut said = 0;
+        let mut now = ms(0);
+        while now < t.succession_patience * 3 {
+            now += ms(1);
+            said += m
+                .claims_seen(theirs(), now)
+                .iter()
+                .filter(|a| matches!(a, ClaimAction::TakeoverDeferred { .. }))
+                .count();
+            assert!(!m.watching());
+            now = m.wake_at().unwrap_or_default();
+            assert_eq!(m.timer(now), [ClaimAction::Probe], "never answers");
+        }
+        assert_eq!(said, 1);
+        // Past its patience it re-probes at the takeover's pace.
+        m.claims_seen(theirs(), now + ms(1));
+        assert!(m.wake_at().unwrap_or_default() >= now + ms(1) + t.reprobe);
+    }
+
+    #[test]
+    fn a_late_answer_after_a_succession_silences_this_node_at_once() {
+        let t = timing(ConflictPolicy::Warn);
+        let mut m = ClaimMachine::new(ClaimKind::Succession, t.clone(), 3);
+        m.start(ms(0));
+        m.timer(t.witness_wait);
+        assert_eq!(
+            m.claims_seen(theirs(), t.witness_wait + ms(5)),
+            [ClaimAction::Silence]
+        );
+        assert!(!m.watching());
     }
 
     #[test]

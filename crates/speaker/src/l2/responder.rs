@@ -22,6 +22,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use crate::announcer::Announce;
 use crate::election::Interfaces;
 use crate::l2::claim::{Claim, ClaimKind, ClaimTiming, L2Report, LinkShared, Owned};
+use crate::l2::freshness::Freshness;
 use crate::l2::groups::Memberships;
 use crate::l2::interfaces::{LinkInfo, NameFilter, select, usable_names};
 use crate::metrics::{InterfaceLabel, IpLabel, L2Metrics};
@@ -83,8 +84,11 @@ pub struct L2Responder {
     /// The kernel's interfaces at that scan (what channels are opened on).
     interfaces: Vec<NetworkInterface>,
     generation: u64,
-    /// IPs whose gains are takeovers (see [`Announce::takeovers`]).
-    takeovers: BTreeSet<IpAddr>,
+    /// How gains of these IPs are claimed (see [`Announce::claim_kinds`]); a handover
+    /// otherwise.
+    kinds: BTreeMap<IpAddr, ClaimKind>,
+    /// Until when answering is allowed (renewed by the speaker's loop).
+    fresh: Arc<Freshness>,
 }
 
 impl std::fmt::Debug for L2Responder {
@@ -156,6 +160,10 @@ fn read_loop(
         if link.quiet.load(Ordering::Relaxed) && ferrolb_wire::is_address_probe(frame) {
             continue;
         }
+        // Frozen and just thawed: what this node owned may be another's by now.
+        if !link.fresh.current() {
+            continue;
+        }
         let verdict = {
             let owned = link.owned.read().unwrap_or_else(PoisonError::into_inner);
             Responder {
@@ -206,7 +214,8 @@ impl L2Responder {
             last_scan: Vec::new(),
             interfaces: Vec::new(),
             generation: 0,
-            takeovers: BTreeSet::new(),
+            kinds: BTreeMap::new(),
+            fresh: Arc::default(),
         };
         (responder, rx)
     }
@@ -231,6 +240,7 @@ impl L2Responder {
             owned: RwLock::new(Owned::default()),
             claims: Mutex::default(),
             quiet: AtomicBool::new(false),
+            fresh: self.fresh.clone(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -297,11 +307,7 @@ impl L2Responder {
         if let IpAddr::V6(v6) = ip {
             self.join_group(v6, index);
         }
-        let kind = if self.takeovers.contains(&ip) {
-            ClaimKind::Takeover
-        } else {
-            ClaimKind::Handover
-        };
+        let kind = self.kinds.get(&ip).copied().unwrap_or(ClaimKind::Handover);
         let claim = Claim {
             link: shared,
             ip,
@@ -454,9 +460,35 @@ impl Announce for L2Responder {
         Some(usable_names(&infos, &self.config.filter, named))
     }
 
-    fn takeovers(&mut self, ips: BTreeSet<IpAddr>) -> bool {
-        self.takeovers = ips;
+    fn claim_kinds(&mut self, kinds: BTreeMap<IpAddr, ClaimKind>) -> bool {
+        self.kinds = kinds;
         true
+    }
+
+    fn keep_answering(&mut self, how_long: Duration) {
+        self.fresh.renew(how_long);
+    }
+
+    fn reclaim_all(&mut self) -> Vec<IpAddr> {
+        let placed: Vec<(IpAddr, Vec<String>)> = self
+            .placed
+            .iter()
+            .map(|(ip, (_, names))| (*ip, names.clone()))
+            .collect();
+        let all = self.interfaces.clone();
+        self.kinds = placed
+            .iter()
+            .map(|(ip, _)| (*ip, ClaimKind::Succession))
+            .collect();
+        for (ip, names) in &placed {
+            for name in names {
+                self.withdraw_from(*ip, name);
+                if let Some(iface) = all.iter().find(|i| &i.name == name) {
+                    self.start(*ip, iface);
+                }
+            }
+        }
+        placed.into_iter().map(|(ip, _)| ip).collect()
     }
 
     fn relink(&mut self) -> Vec<(IpAddr, Vec<String>)> {
