@@ -90,28 +90,33 @@ pub fn is_address_probe(frame: &[u8]) -> bool {
     }
 }
 
-/// The MAC of another host claiming `ip`, if `frame` is such a claim:
+/// The MAC of another host claiming `ip`, if `frame` is such a claim (see [`claim_in`]).
+pub fn conflict_from(frame: &[u8], ip: IpAddr, our_mac: Mac) -> Option<Mac> {
+    claim_in(frame)
+        .filter(|(claimed, mac)| *claimed == ip && *mac != our_mac)
+        .map(|(_, mac)| mac)
+}
+
+/// The address `frame` claims and the MAC claiming it, if it is a claim:
 ///
-/// - an ARP request or reply whose sender IP is `ip` and sender MAC is not `our_mac`
-///   (including gratuitous ARP and answers to [`arp_probe`]);
-/// - a valid Neighbor Advertisement for target `ip` whose Target Link-Layer Address option
-///   (or, without one, Ethernet source) is not `our_mac` (including answers to [`dad_ns`]).
+/// - an ARP request or reply: its sender IP and sender MAC (including gratuitous ARP and
+///   answers to [`arp_probe`]; a probe, from `0.0.0.0`, claims nothing);
+/// - a valid Neighbor Advertisement: its target and its Target Link-Layer Address option (or,
+///   without one, Ethernet source) (including answers to [`dad_ns`]).
 ///
 /// Anything else, including every malformed, truncated or VLAN-tagged frame, is `None`.
-pub fn conflict_from(frame: &[u8], ip: IpAddr, our_mac: Mac) -> Option<Mac> {
+pub fn claim_in(frame: &[u8]) -> Option<(IpAddr, Mac)> {
     let (eth, packet) = frame::parse(frame).ok()?;
-    let claimed = match (packet, ip) {
-        (Packet::Arp(arp), IpAddr::V4(ip)) if arp.sender_ip == ip => arp.sender_mac,
-        (
-            Packet::Ndp {
-                ndp: NdpRepr::Advert(na),
-                ..
-            },
-            IpAddr::V6(ip),
-        ) if na.target == ip => na.target_mac.unwrap_or(eth.src),
-        _ => return None,
-    };
-    (claimed != our_mac).then_some(claimed)
+    match packet {
+        Packet::Arp(arp) if !arp.sender_ip.is_unspecified() => {
+            Some((IpAddr::V4(arp.sender_ip), arp.sender_mac))
+        }
+        Packet::Ndp {
+            ndp: NdpRepr::Advert(na),
+            ..
+        } => Some((IpAddr::V6(na.target), na.target_mac.unwrap_or(eth.src))),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +311,20 @@ mod tests {
         assert_eq!(conflict_from(&na, OUR_V4.into(), OUR_MAC), None);
         let other: Ipv6Addr = "2001:db8::11".parse().unwrap();
         assert_eq!(conflict_from(&na, other.into(), OUR_MAC), None);
+    }
+
+    #[test]
+    fn a_claim_names_its_address_and_mac_and_a_probe_claims_nothing() {
+        for frame in gratuitous_arp(THEIR_MAC, OUR_V4) {
+            assert_eq!(claim_in(&frame), Some((OUR_V4.into(), THEIR_MAC)));
+        }
+        assert_eq!(
+            claim_in(&unsolicited_na(THEIR_MAC, our_v6())),
+            Some((our_v6().into(), THEIR_MAC))
+        );
+        assert_eq!(claim_in(&arp_probe(THEIR_MAC, OUR_V4)), None);
+        assert_eq!(claim_in(&dad_ns(THEIR_MAC, our_v6())), None);
+        assert_eq!(claim_in(&[0u8; 20]), None);
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub const API_ADDR: &str = "192.0.2.1:6443";
 /// The first controller's `/metrics`.
 pub const CONTROLLER_METRICS: &str = "192.0.2.1:7472";
 
+/// Set (to anything) to keep a lab's directory, logs included, when the lab goes down.
+pub const KEEP_LOGS: &str = "FERROLB_LAB_KEEP_LOGS";
+
 /// Where the lab of a prefix keeps its kubeconfig, key and logs.
 pub fn lab_dir(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ferrolb-lab-{prefix}"))
@@ -577,7 +580,11 @@ impl Drop for Lab {
         }
         self.procs.shutdown();
         delete_all(self.prefix());
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os(KEEP_LOGS).is_some() {
+            eprintln!("lab logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
         if !deaths.is_empty() && !std::thread::panicking() {
             let text: Vec<String> = deaths.iter().map(ToString::to_string).collect();
             panic!("{}", text.join("\n"));

@@ -115,6 +115,10 @@ pub struct Verdict {
     pub double_ms: u64,
     /// Longest silence, ms (0: every round answered within the window).
     pub unanswered_ms: u64,
+    /// When the longest double stretch began, µs (0: none).
+    pub double_from_us: u64,
+    /// When the longest silence began, µs (0: none).
+    pub unanswered_from_us: u64,
 }
 
 /// The verdict on one IP from its request times and its answers `(time, mac)`, both in µs, over
@@ -154,14 +158,14 @@ pub fn verdict(sent: &[u64], answers: &[(u64, String)], end_us: u64) -> Verdict 
         stretch = match stretch {
             Some((s, e)) if first <= e + window => Some((s, e.max(last))),
             Some((s, e)) => {
-                v.double_ms = v.double_ms.max(ms_at_least_one(e - s));
+                v.double_stretch(s, e);
                 Some((first, last))
             }
             None => Some((first, last)),
         };
     }
     if let Some((s, e)) = stretch {
-        v.double_ms = v.double_ms.max(ms_at_least_one(e - s));
+        v.double_stretch(s, e);
     }
     // Silences: a round with no answer within the window, to the next answer after it.
     let answer_times: Vec<u64> = answers.iter().map(|(at, _)| *at).collect();
@@ -183,15 +187,26 @@ pub fn verdict(sent: &[u64], answers: &[(u64, String)], end_us: u64) -> Verdict 
             .copied()
             .unwrap_or(end_us)
             .min(end_us);
-        v.unanswered_ms = v.unanswered_ms.max((until - s).div_ceil(1000));
+        let ms = (until - s).div_ceil(1000);
+        if ms > v.unanswered_ms {
+            v.unanswered_ms = ms;
+            v.unanswered_from_us = s;
+        }
         // Skip the rounds inside this silence.
         i = sent.partition_point(|x| *x < until);
     }
     v
 }
 
-fn ms_at_least_one(us: u64) -> u64 {
-    us.div_ceil(1000).max(1)
+impl Verdict {
+    /// Takes a double stretch from `from_us` to `to_us` into the verdict.
+    fn double_stretch(&mut self, from_us: u64, to_us: u64) {
+        let ms = (to_us - from_us).div_ceil(1000).max(1);
+        if ms > self.double_ms {
+            self.double_ms = ms;
+            self.double_from_us = from_us;
+        }
+    }
 }
 
 /// Verdicts per IP over the records between `from_us` and `to_us`.

@@ -177,6 +177,14 @@ impl Owned {
         };
     }
 
+    /// Whether `ip` is answered now.
+    pub fn answers(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.v4.contains(&v4),
+            IpAddr::V6(v6) => self.v6.contains(&v6),
+        }
+    }
+
     /// Every IP answered now.
     pub fn answered(&self) -> impl Iterator<Item = IpAddr> + '_ {
         let v4 = self.v4.iter().copied().map(IpAddr::V4);
@@ -213,8 +221,9 @@ pub struct LinkShared {
     pub owned: RwLock<Owned>,
     /// IPs being probed, with the MACs seen claiming them (filled by the reader thread).
     pub claims: Mutex<BTreeMap<IpAddr, BTreeSet<Mac>>>,
-    /// The speaker is leaving: keep answering questions, but announce nothing more and leave
-    /// address probes to the next owner (answering them would look like a conflict there).
+    /// The speaker is leaving: keep answering questions until the next owner claims the IP,
+    /// but announce nothing more and leave address probes to the next owner (answering them
+    /// would hold its claim back).
     pub quiet: AtomicBool,
     /// Answer and announce only while this is current (not after a freeze).
     pub fresh: Arc<Freshness>,
@@ -262,6 +271,28 @@ impl LinkShared {
                 macs.insert(mac);
             }
         }
+    }
+
+    /// While leaving: stops answering an IP once another station claims it (the next owner's
+    /// announcement or answer), so that both answer only for that moment, not the whole grace.
+    pub fn yield_claimed(&self, frame: &[u8]) {
+        let Some((ip, mac)) = ferrolb_wire::claim_in(frame) else {
+            return;
+        };
+        if mac == self.mac
+            || !self
+                .owned
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .answers(ip)
+        {
+            return;
+        }
+        tracing::info!(%ip, %mac, interface = %self.name, "leaving: the next owner claimed it");
+        self.owned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget(ip);
     }
 
     fn current(&self, ip: IpAddr, generation: u64) -> bool {

@@ -157,8 +157,11 @@ fn read_loop(
             }
         };
         link.watch_claims(frame);
-        if link.quiet.load(Ordering::Relaxed) && ferrolb_wire::is_address_probe(frame) {
-            continue;
+        if link.quiet.load(Ordering::Relaxed) {
+            if ferrolb_wire::is_address_probe(frame) {
+                continue;
+            }
+            link.yield_claimed(frame);
         }
         // Frozen and just thawed: what this node owned may be another's by now.
         if !link.fresh.current() {

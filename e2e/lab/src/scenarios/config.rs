@@ -80,7 +80,7 @@ pub fn foreign_ip_in_status(options: &Options) -> anyhow::Result<Outcome> {
             .push("no speaker counted ferrolb_speaker_ip_not_in_pool_total".into());
     }
     resume(&lab, "controller-0")?;
-    outcome.witnessed(&witness.verdicts_since(from_us), &ips);
+    outcome.witnessed(&witness.verdicts_since(from_us), &ips, from_us);
     outcome.ips_changed = ips_changed(&services, &lab.services()?);
     lab.healthy()?;
     Ok(outcome)
@@ -130,7 +130,7 @@ pub fn shared_ip_dual_stack(options: &Options) -> anyhow::Result<Outcome> {
     answered(&lab, &witness, &ips, from_us)?;
     hold(&lab, WATCHED_FOR)?;
     let mut outcome = Outcome::default();
-    outcome.witnessed(&witness.verdicts_since(from_us), &ips);
+    outcome.witnessed(&witness.verdicts_since(from_us), &ips, from_us);
     outcome.ips_changed = ips_changed(&services, &lab.services()?);
     outcome.detail.push(format!("shared {v6}"));
     lab.healthy()?;
@@ -191,7 +191,7 @@ pub fn no_usable_interface(options: &Options) -> anyhow::Result<Outcome> {
             "{ip} was answered from MACs that are no eth1: {strangers:?}"
         ));
     }
-    outcome.witnessed(&witness.verdicts_since(from_us), &ips);
+    outcome.witnessed(&witness.verdicts_since(from_us), &ips, from_us);
     outcome.ips_changed = ips_changed(&services, &lab.services()?);
     lab.healthy()?;
     Ok(outcome)
@@ -247,7 +247,7 @@ pub fn invalid_pool_restart(options: &Options) -> anyhow::Result<Outcome> {
         leading(&lab, CONTROLLER_METRICS)
     })?;
     hold(&lab, WATCHED_FOR)?;
-    outcome.witnessed(&witness.verdicts_since(from_us), &ips);
+    outcome.witnessed(&witness.verdicts_since(from_us), &ips, from_us);
     let after = lab.services()?;
     outcome.ips_changed = ips_changed(&services, &after);
     if outcome.ips_changed > 0 {
@@ -327,7 +327,7 @@ pub fn solicited_node_shared(options: &Options) -> anyhow::Result<Outcome> {
             "node-1 left {SN_GROUP} when {SN_A} was withdrawn, though it still owns {SN_B}"
         ));
     }
-    outcome.witnessed(&witness.verdicts_since(from_us), &ips[1..]);
+    outcome.witnessed(&witness.verdicts_since(from_us), &ips[1..], from_us);
     let mut kept = services;
     kept.remove("sn-a");
     outcome.ips_changed = ips_changed(&kept, &lab.services()?);

@@ -37,11 +37,13 @@ pub fn gossip_blocked(options: &Options) -> anyhow::Result<Outcome> {
 /// The owner of the first IP restarted with a gossip key nobody else holds; then restarted with
 /// the right one.
 pub fn wrong_key(options: &Options) -> anyhow::Result<Outcome> {
-    let stage = Stage::up(options, 3, 2)?;
+    let mut stage = Stage::up(options, 3, 2)?;
     let node = stage.owners[0];
     restart_speaker_with_wrong_key(&stage.lab, node)?;
+    stage.mark("restarted with a wrong key");
     hold(&stage.lab, GOSSIP_LOST_FOR)?;
     restart_speaker(&stage.lab, node)?;
+    stage.mark("restarted with the right key");
     let mut outcome = stage.finish()?;
     outcome
         .detail
@@ -58,14 +60,16 @@ const CLOCK_AHEAD_SECS: u64 = 3 * ferrolb_speaker::gossip::seal::REPLAY_WINDOW_M
 /// theirs, while its link is fine; then restarted on the true time. The others' `stale` drop
 /// counters must show the fault took (a violation otherwise: the run would prove nothing).
 pub fn replayed_gossip(options: &Options) -> anyhow::Result<Outcome> {
-    let stage = Stage::up(options, 3, 2)?;
+    let mut stage = Stage::up(options, 3, 2)?;
     let node = stage.owners[0];
     let others: Vec<u8> = (1..=3).filter(|n| *n != node).collect();
     let stale_before = stale_drops(&stage.lab, &others);
     restart_speaker_with_clock_ahead(&stage.lab, node, CLOCK_AHEAD_SECS)?;
+    stage.mark("restarted with its clock ahead");
     hold(&stage.lab, GOSSIP_LOST_FOR)?;
     let stale = stale_drops(&stage.lab, &others).saturating_sub(stale_before);
     restart_speaker(&stage.lab, node)?;
+    stage.mark("restarted on the true time");
     let mut outcome = stage.finish()?;
     if stale == 0 {
         outcome.violations.push(format!(
@@ -101,12 +105,14 @@ pub fn two_node_split(options: &Options) -> anyhow::Result<Outcome> {
 /// The two nodes that are not the owner of the first IP gone (every frame dropped at the
 /// bridge); the survivor must answer every IP within 2 s. Then they come back.
 pub fn majority_loss(options: &Options) -> anyhow::Result<Outcome> {
-    let stage = Stage::up(options, 3, 2)?;
+    let mut stage = Stage::up(options, 3, 2)?;
     let survivor = stage.owners[0];
     let gone: Vec<u8> = (1..=3).filter(|n| *n != survivor).collect();
     drop_all_traffic(&stage.lab, &gone)?;
+    stage.mark("the others' traffic dropped");
     hold(&stage.lab, GOSSIP_LOST_FOR)?;
     restore_traffic(&stage.lab)?;
+    stage.mark("the others' traffic restored");
     let mut outcome = stage.finish()?;
     outcome.detail.push(format!(
         "nodes {gone:?} gone, {} survived",

@@ -192,8 +192,15 @@ impl Outcome {
         failures
     }
 
-    /// Takes the witness's verdicts on `ips` (double and silence) into the outcome.
-    pub fn witnessed(&mut self, verdicts: &BTreeMap<std::net::IpAddr, Verdict>, ips: &[String]) {
+    /// Takes the witness's verdicts on `ips` (double and silence) into the outcome; the detail
+    /// gives when the longest of each began, in seconds after `from_us`.
+    pub fn witnessed(
+        &mut self,
+        verdicts: &BTreeMap<std::net::IpAddr, Verdict>,
+        ips: &[String],
+        from_us: u64,
+    ) {
+        let after = |us: u64| us.saturating_sub(from_us) as f64 / 1e6;
         for ip in ips {
             let Some(v) = ip.parse().ok().and_then(|ip| verdicts.get(&ip)) else {
                 self.violations
@@ -203,8 +210,14 @@ impl Outcome {
             self.double_answer_ms = self.double_answer_ms.max(v.double_ms);
             self.unanswered_ms = self.unanswered_ms.max(v.unanswered_ms);
             self.detail.push(format!(
-                "{ip}: rounds={} double_ms={} unanswered_ms={} answers={:?}",
-                v.rounds, v.double_ms, v.unanswered_ms, v.answers
+                "{ip}: rounds={} double_ms={} (at {:.2} s) unanswered_ms={} (at {:.2} s) \
+                 answers={:?}",
+                v.rounds,
+                v.double_ms,
+                after(v.double_from_us),
+                v.unanswered_ms,
+                after(v.unanswered_from_us),
+                v.answers
             ));
         }
     }
@@ -281,6 +294,8 @@ struct Stage {
     witness: Witness,
     from_us: u64,
     services: BTreeMap<String, (Vec<String>, String)>,
+    /// What the scenario did when, for the detail.
+    marks: Vec<String>,
 }
 
 impl Stage {
@@ -299,7 +314,14 @@ impl Stage {
             witness,
             from_us,
             services,
+            marks: Vec::new(),
         })
+    }
+
+    /// Notes that the scenario did `what` now (seconds after the witness started).
+    fn mark(&mut self, what: &str) {
+        let at = now_us().saturating_sub(self.from_us) as f64 / 1e6;
+        self.marks.push(format!("at {at:.2} s: {what}"));
     }
 
     /// Waits until the lab settles again (a violation if it does not), holds a second, and
@@ -314,7 +336,12 @@ impl Stage {
                 .violations
                 .push(format!("the lab did not settle after the fault: {e}"));
         }
-        outcome.witnessed(&self.witness.verdicts_since(self.from_us), &self.ips);
+        outcome.witnessed(
+            &self.witness.verdicts_since(self.from_us),
+            &self.ips,
+            self.from_us,
+        );
+        outcome.detail.extend(self.marks);
         outcome.ips_changed = ips_changed(&self.services, &self.lab.services()?);
         self.lab.healthy()?;
         Ok(outcome)
