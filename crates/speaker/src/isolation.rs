@@ -14,6 +14,14 @@
 //! - **Isolation is said** ([`IsolationWatch`]): a speaker that hears no gossip peer while the
 //!   API shows other speaker Pods Ready is isolated: gauge `ferrolb_speaker_gossip_isolated`,
 //!   Node Events `GossipIsolated` / `GossipRestored`, and `/readyz` false meanwhile.
+//! - **A node cut off from everything falls silent** ([`stranded`]): one that hears no gossip
+//!   peer and has not reached the API server either for [`STRANDED_AFTER`] is, as far as it can
+//!   tell, gone from the network; the others are taking its IPs over, so whatever it answers
+//!   (to clients that can still reach it, or once its network comes back) would be a second
+//!   answer. It answers nothing until it hears a peer or the API server again, and then claims
+//!   its IPs as successions (only once nobody else answers them). Gauge
+//!   `ferrolb_speaker_stranded`. A node that reaches the API server keeps answering however long
+//!   gossip is cut, so losing the majority of the nodes is not an outage.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -25,6 +33,25 @@ use crate::l2::claim::ClaimKind;
 /// How long the cut-off condition must hold before it counts: a speaker that just started, or
 /// whose only peer just restarted, hears nobody for a moment (a join takes well under a second).
 pub const ISOLATION_GRACE: Duration = Duration::from_secs(3);
+
+/// How long a speaker cut off from gossip may also miss the API server before it is stranded:
+/// the isolation grace, so a speaker is never stranded before it is isolated.
+pub const STRANDED_AFTER: Duration = ISOLATION_GRACE;
+
+/// Whether a speaker is stranded at `now`: cut off from gossip since `cut_since` and the API
+/// server's last answer (`api_answered`, if any) older than [`STRANDED_AFTER`] and not after the
+/// cut began (an answer from before the cut says nothing about now).
+pub fn stranded(
+    now: Duration,
+    cut_since: Option<Duration>,
+    api_answered: Option<Duration>,
+) -> bool {
+    let Some(since) = cut_since else {
+        return false;
+    };
+    let heard = api_answered.map_or(since, |at| at.max(since));
+    now.saturating_sub(heard) >= STRANDED_AFTER
+}
 
 /// Each IP's owner in `decisions`.
 pub fn owners_by_ip(decisions: &Decisions) -> BTreeMap<IpAddr, String> {
@@ -133,6 +160,11 @@ impl IsolationWatch {
         None
     }
 
+    /// Since when the cut-off condition holds, if it does.
+    pub fn cut_since(&self) -> Option<Duration> {
+        self.since
+    }
+
     /// When to look again even if nothing changes (the grace running out).
     pub fn wake_at(&self) -> Option<Duration> {
         match (self.since, self.isolated) {
@@ -163,6 +195,20 @@ mod tests {
 
     fn kinds(pairs: &[(&str, ClaimKind)]) -> BTreeMap<IpAddr, ClaimKind> {
         pairs.iter().map(|(i, k)| (ip(i), *k)).collect()
+    }
+
+    #[test]
+    fn a_speaker_is_stranded_only_when_cut_off_and_unanswered_by_the_api_for_a_while() {
+        let s = |secs: u64| Duration::from_secs(secs);
+        // Not cut off: never, however long the API server is silent.
+        assert!(!stranded(s(100), None, None));
+        // Cut off at 10 s, the API server silent since: stranded from 13 s.
+        assert!(!stranded(s(12), Some(s(10)), None));
+        assert!(stranded(s(13), Some(s(10)), None));
+        // An answer before the cut counts as the cut's start, one after it restarts the clock.
+        assert!(stranded(s(13), Some(s(10)), Some(s(5))));
+        assert!(!stranded(s(13), Some(s(10)), Some(s(11))));
+        assert!(stranded(s(14), Some(s(10)), Some(s(11))));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod isolation;
 pub mod l2;
 pub mod metrics;
 pub mod publish;
+pub mod reach;
 pub mod runtime;
 pub mod visibility;
 

@@ -97,6 +97,9 @@ pub struct Metrics {
     pub gossip_isolated: Gauge,
     /// Times this speaker's loop found it had been frozen and claimed its IPs again.
     pub frozen: Counter,
+    /// 1 while this speaker reaches neither a gossip peer nor the API server, and answers
+    /// nothing.
+    pub stranded: Gauge,
 }
 
 impl Metrics {
@@ -113,6 +116,7 @@ impl Metrics {
             ip_not_in_pool: Counter::default(),
             gossip_isolated: Gauge::default(),
             frozen: Counter::default(),
+            stranded: Gauge::default(),
         };
         registry.register(
             "ferrolb_speaker_announced",
@@ -134,6 +138,11 @@ impl Metrics {
             "ferrolb_speaker_frozen",
             "Times the speaker found it had been frozen (SIGSTOP, a stalled VM) and claimed its IPs again through the link",
             m.frozen.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_stranded",
+            "1 while the speaker reaches neither a gossip peer nor the API server and answers nothing (its IPs are taken over elsewhere)",
+            m.stranded.clone(),
         );
         registry.register(
             "ferrolb_speaker_owner_changes",

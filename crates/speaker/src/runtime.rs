@@ -37,6 +37,7 @@ use crate::l2::claim::L2Report;
 use crate::l2::freshness;
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
+use crate::reach::ApiReach;
 use crate::visibility::{
     Notice, Notices, Refusals, StatusBook, StatusObject, StatusWrite, UsablePublisher, reporter,
     status_name,
@@ -576,6 +577,13 @@ struct Runtime<'r, R> {
     isolation: IsolationWatch,
     /// The loop's last tick, to see a freeze.
     last_tick: Instant,
+    /// Whether this speaker has decided once (joined its peers, or waited long enough): from
+    /// then on losing them is a fault to handle, not a start to wait out.
+    joined: bool,
+    /// Asks the API server whether it hears this node, while gossip is cut off.
+    reach: ApiReach,
+    /// Reaching neither a gossip peer nor the API server: answering nothing.
+    stranded: bool,
 }
 
 impl<R: Announce> Runtime<'_, R> {
@@ -587,8 +595,8 @@ impl<R: Announce> Runtime<'_, R> {
         self.gossip.set_peers(peers);
         // Until this speaker has joined its peers it would see itself as the only candidate:
         // wait for the group (or, with peers that never answer, a while).
-        let joined = view.len() > 1 || peer_count <= 1 || self.started.elapsed() > JOIN_PATIENCE;
-        if !joined {
+        self.joined |= view.len() > 1 || peer_count <= 1 || self.started.elapsed() > JOIN_PATIENCE;
+        if !self.joined {
             return;
         }
         let isolated = self.watch_isolation(view);
@@ -696,36 +704,90 @@ impl<R: Announce> Runtime<'_, R> {
         Some(tokio::time::Instant::from_std(self.started + at))
     }
 
-    /// Renews the answering deadline; after a freeze longer than [`freshness::STALL`] (SIGSTOP,
-    /// a stalled VM), first claims every IP afresh through the link's witness: the other nodes
-    /// may have taken them over meanwhile, and its view of gossip is as old as the freeze.
+    /// Renews the answering deadline, unless this speaker is stranded. After a freeze longer
+    /// than [`freshness::STALL`] (SIGSTOP, a stalled VM) or on leaving the stranded state, first
+    /// claims every IP afresh through the link's witness: the other nodes may have taken them
+    /// over meanwhile, and what this speaker knew of gossip is as old as the freeze.
     fn tick(&mut self) {
         let now = Instant::now();
         let gap = now.duration_since(std::mem::replace(&mut self.last_tick, now));
         if gap > freshness::STALL {
-            let ips = self.responder.reclaim_all();
             tracing::warn!(
                 frozen_ms = gap.as_millis(),
-                ips = ips.len(),
                 "this speaker was frozen: claiming its IPs again once nobody else answers them"
             );
             self.metrics.frozen.inc();
-            for ip in ips {
-                if let Some(announced) = self.announcing.announcer.announced().get(&ip) {
-                    for service in &announced.services {
-                        self.metrics.announced.remove(&announced_labels(
-                            service,
-                            &self.config.node,
-                            ip,
-                        ));
-                    }
-                }
-                self.announcing.deferred.insert(ip);
-            }
-            // Who held what is unknown after the freeze: gains are successions at best.
-            self.announcing.previous_owners = None;
+            self.reclaim();
+        }
+        if self.watch_stranded(now) {
+            return;
         }
         self.responder.keep_answering(freshness::STALL);
+    }
+
+    /// Follows whether this speaker is stranded (see [`isolation::stranded`]) and says so on
+    /// change; true while it is. The API server is asked only while gossip is cut off.
+    fn watch_stranded(&mut self, now: Instant) -> bool {
+        let cut_since = self.isolation.cut_since();
+        self.reach.probe(cut_since.is_some());
+        let since_start = |at: Instant| at.saturating_duration_since(self.started);
+        let stranded = isolation::stranded(
+            since_start(now),
+            cut_since,
+            self.reach.answered_at().map(since_start),
+        );
+        if stranded == self.stranded {
+            return stranded;
+        }
+        self.stranded = stranded;
+        self.metrics.stranded.set(i64::from(stranded));
+        let (reason, note, severity) = if stranded {
+            (
+                "SpeakerStranded",
+                format!(
+                    "the speaker on {} reaches neither a gossip peer nor the API server: it answers nothing until it does (the other nodes take its IPs over)",
+                    self.config.node
+                ),
+                Severity::Warning,
+            )
+        } else {
+            // Back: what it held may be another's by now.
+            self.reclaim();
+            (
+                "SpeakerReconnected",
+                format!(
+                    "the speaker on {} reaches its peers or the API server again: it claims its IPs once nobody else answers them",
+                    self.config.node
+                ),
+                Severity::Normal,
+            )
+        };
+        tracing::warn!(node = %self.config.node, reason, "{note}");
+        let _ = self.outputs.send(Output::Event {
+            regarding: node_ref(&self.config.node),
+            reason,
+            note,
+            severity,
+        });
+        stranded
+    }
+
+    /// Restarts every claim as a succession (answered once nobody else answers it) and forgets
+    /// who held what: gains are successions at best until the next round.
+    fn reclaim(&mut self) {
+        for ip in self.responder.reclaim_all() {
+            if let Some(announced) = self.announcing.announcer.announced().get(&ip) {
+                for service in &announced.services {
+                    self.metrics.announced.remove(&announced_labels(
+                        service,
+                        &self.config.node,
+                        ip,
+                    ));
+                }
+            }
+            self.announcing.deferred.insert(ip);
+        }
+        self.announcing.previous_owners = None;
     }
 
     /// A takeover held back (the owner still answers on the link) or done at last: the IP is
@@ -988,6 +1050,7 @@ pub async fn run(
     let (stores, watches) = Stores::watch(&client, &config);
     let started = Instant::now();
     let (outputs, outputs_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reach = ApiReach::spawn(client.clone());
     let writer = tokio::spawn(publish::run(
         Publisher {
             client,
@@ -1026,6 +1089,9 @@ pub async fn run(
         started,
         isolation: IsolationWatch::default(),
         last_tick: Instant::now(),
+        joined: false,
+        reach,
+        stranded: false,
     };
     tokio::pin!(shutdown);
     loop {
