@@ -491,6 +491,8 @@ async fn lead(
             // Lost the lease (or the runtime ended): the engine is dropped here, so nothing
             // more is decided or written.
             tracing::warn!(%identity, "lost leadership; stopped the engine");
+            // A standby's engine does not run: its silence is no hang.
+            config.heartbeat.rest();
             metrics.config_loaded.set(0);
             ready.store(true, Ordering::Relaxed);
         } else {

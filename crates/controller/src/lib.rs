@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
+use ferrolb_observe::heartbeat::{Heartbeat, STALE_AFTER};
 
 /// Command-line flags; every flag has an environment fallback for the Helm chart.
 #[derive(Debug, Clone, Parser)]
@@ -94,9 +95,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| {
             anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr)
         })?;
+    let heartbeat = Arc::new(Heartbeat::new("engine loop", STALE_AFTER));
     let health = ferrolb_observe::http::Health {
         registry: Arc::new(registry),
         ready: ready.clone(),
+        heartbeats: vec![heartbeat.clone()],
     };
     // The process exits non-zero when this task ends: a controller without /healthz and
     // /metrics is restarted by the kubelet rather than left half alive.
@@ -111,6 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         lb_class: Some(args.lb_class.clone()).filter(|c| !c.is_empty()),
         instance: args.identity.clone(),
+        heartbeat,
     };
     tracing::info!(namespace = %args.namespace, lb_class = %args.lb_class, leader_elect = args.leader_elect, "ferrolb-controller starting");
     if args.leader_elect {

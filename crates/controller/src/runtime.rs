@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ferrolb_api::IPAddressPool;
 use ferrolb_observe::events::{Events, Severity};
+use ferrolb_observe::heartbeat::Heartbeat;
 use futures::stream::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use kube::api::Api;
@@ -41,6 +42,8 @@ pub struct RuntimeConfig {
     pub lb_class: Option<String>,
     /// Reporter instance (pod name) for Events.
     pub instance: Option<String>,
+    /// Beaten by the engine loop while it runs (`/healthz`).
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 /// One thing that happened; events are boxed so the enum stays small.
@@ -128,9 +131,14 @@ pub async fn run_fenced(
         futures::stream::select_all([services.boxed(), pools.boxed(), namespaces.boxed()]);
     // Targets whose retry came due: once no write for one is pending, it is settled.
     let mut retried = Vec::new();
+    // An idle engine still beats, so /healthz tells idle from hung.
+    let mut beat = tokio::time::interval(BEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
+        config.heartbeat.beat();
         tokio::select! {
+            _ = beat.tick() => continue,
             input = inputs.next() => {
                 let input = input.ok_or(Error::WatchesEnded)?;
                 let started = std::time::Instant::now();
@@ -192,6 +200,9 @@ pub async fn run_fenced(
             .store(engine.failure_count(), Ordering::Relaxed);
     }
 }
+
+/// How often an idle engine loop beats its heartbeat.
+const BEAT: Duration = Duration::from_secs(1);
 
 /// Sleeps until `at`; forever when nothing waits.
 async fn until(at: Option<Instant>) {

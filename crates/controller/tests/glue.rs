@@ -99,6 +99,7 @@ impl Cluster {
             namespace: "ferrolb-system".into(),
             lb_class: None,
             instance: Some("test".into()),
+            heartbeat: Default::default(),
         };
         let ready = Arc::new(AtomicBool::new(false));
         let controller = tokio::spawn(run(client, config, metrics, ready.clone()));

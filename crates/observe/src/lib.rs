@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod exposition;
+pub mod heartbeat;
 pub mod http;
 pub mod listen;
 

@@ -190,6 +190,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}")
     })?;
     let ready = Arc::new(AtomicBool::new(false));
+    let heartbeat = Arc::new(ferrolb_observe::heartbeat::Heartbeat::new(
+        "speaker loop",
+        ferrolb_observe::heartbeat::STALE_AFTER,
+    ));
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|e| {
@@ -200,6 +204,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ferrolb_observe::http::Health {
             registry: Arc::new(registry),
             ready: ready.clone(),
+            heartbeats: vec![heartbeat.clone()],
         },
     ));
     let bind = SocketAddr::new(args.bind_addr, args.gossip_port);
@@ -224,6 +229,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         grace: args.shutdown_grace,
         pod_name: args.pod_name.clone(),
         check_ipvs: true,
+        heartbeat,
     };
     let (mut responder, reports) =
         l2::responder::L2Responder::new(args.l2_config(), metrics.l2.clone());

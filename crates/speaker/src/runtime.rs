@@ -42,6 +42,7 @@ use crate::visibility::{
     Notice, Notices, Refusals, StatusBook, StatusObject, StatusWrite, UsablePublisher, reporter,
     status_name,
 };
+use ferrolb_observe::heartbeat::Heartbeat;
 
 /// How long a speaker with peers waits to join them before deciding alone (peers that never
 /// answer are down, or the key differs). Deciding alone is safe: every IP another node would own
@@ -75,6 +76,8 @@ pub struct RuntimeConfig {
     /// Check the node's kube-proxy IPVS / strict ARP setting (off where the node is not the
     /// host, as in tests).
     pub check_ipvs: bool,
+    /// Beaten by the loop on every tick (`/healthz`).
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 /// What the L2 layer tells the runtime, besides the announcements it is given.
@@ -709,6 +712,7 @@ impl<R: Announce> Runtime<'_, R> {
     /// claims every IP afresh through the link's witness: the other nodes may have taken them
     /// over meanwhile, and what this speaker knew of gossip is as old as the freeze.
     fn tick(&mut self) {
+        self.config.heartbeat.beat();
         let now = Instant::now();
         let gap = now.duration_since(std::mem::replace(&mut self.last_tick, now));
         if gap > freshness::STALL {

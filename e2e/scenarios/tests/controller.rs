@@ -42,6 +42,7 @@ async fn replica(
         namespace: NAMESPACE.into(),
         lb_class: None,
         instance: Some(identity.into()),
+        heartbeat: Default::default(),
     };
     tokio::spawn(async move {
         let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -90,6 +90,7 @@ impl Speakers {
                 grace: Duration::from_millis(300),
                 pod_name: None,
                 check_ipvs: false,
+                heartbeat: Default::default(),
             };
             let mut responder = Shared(Arc::default(), usable[i].clone());
             speakers.announced.push(responder.clone());

@@ -45,6 +45,7 @@ async fn run_controller(url: &str) -> anyhow::Result<()> {
         namespace: "ferrolb-system".into(),
         lb_class: None,
         instance: Some("bench".into()),
+        heartbeat: Default::default(),
     };
     ferrolb_controller::runtime::run(client, config, metrics, Arc::new(AtomicBool::new(false)))
         .await?;

@@ -121,6 +121,7 @@ impl Controller {
             namespace: NAMESPACE.into(),
             lb_class: None,
             instance: Some("test".into()),
+            heartbeat: Default::default(),
         };
         let ready = Arc::new(AtomicBool::new(false));
         let flag = ready.clone();
