@@ -29,6 +29,7 @@ use clap::{Parser, Subcommand};
 use ferrolb_speaker::announcer::Announce;
 use ferrolb_speaker::election::Interfaces;
 use ferrolb_speaker::l2::claim::{ClaimTiming, ConflictPolicy, L2Report};
+use ferrolb_speaker::l2::freshness;
 use ferrolb_speaker::l2::interfaces::NameFilter;
 use ferrolb_speaker::l2::responder::{L2Config, L2Responder};
 
@@ -243,6 +244,9 @@ fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
             }
         }
     });
+    // This loop stands in for the speaker's: it renews the answering deadline on every turn
+    // (every 50 ms at most), as the speaker's tick does.
+    l2.keep_answering(freshness::STALL);
     for ip in ips {
         l2.gained(ip, &Interfaces::All);
     }
@@ -259,7 +263,8 @@ fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
     });
     eprintln!("responder ready");
     loop {
-        let line = match lines.recv_timeout(Duration::from_millis(50)) {
+        l2.keep_answering(freshness::STALL);
+        let line = match lines.recv_timeout(freshness::TICK) {
             Ok(line) => line,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if links.try_recv().is_ok() {
