@@ -68,19 +68,28 @@ pub trait Announce {
     /// Announce every answered IP once more (a member came back: clients that moved to an
     /// interim owner during a partition must come back).
     fn reannounce(&mut self) {}
-    /// How gains of these IPs (until the next call) are claimed: a takeover from a node that
-    /// gossip calls dead, or a succession from a live holder, is claimed only when the link
-    /// shows nobody else answers it (see [`crate::l2::claim`]); any other gain is a handover.
-    /// True when the receiver does so and reports each outcome (`L2Report::TakenOver` /
-    /// `TakeoverDeferred`); false (the default) when it claims at once.
+    /// How gains of these IPs are claimed (kept until the IP is lost): a takeover from a node
+    /// that gossip calls dead, or a succession from a live holder, is claimed only when the
+    /// link shows nobody else answers it (see [`crate::l2::claim`]); any other gain is a
+    /// handover. True when the receiver does so and reports each outcome
+    /// (`L2Report::TakenOver` / `TakeoverDeferred`); false (the default) when it claims at once.
     fn claim_kinds(&mut self, _kinds: BTreeMap<IpAddr, ClaimKind>) -> bool {
         false
     }
-    /// Allow answering for `how_long` from now (see [`crate::l2::freshness`]): the speaker's
-    /// loop calls this on every tick, so a frozen speaker falls silent on its own.
-    fn keep_answering(&mut self, _how_long: std::time::Duration) {}
-    /// After a freeze: claim every IP answered before afresh, as a succession (another node may
-    /// have taken it over meanwhile). Returns the IPs now waiting for the link's witness.
+    /// Whether a freeze of this process stopped answering (see [`crate::l2::freshness`]);
+    /// answering resumes after [`Self::reclaim_all`].
+    fn froze(&self) -> bool {
+        false
+    }
+    /// Answer nothing while `held` (the speaker is stranded, see [`crate::isolation`]).
+    fn hold_answers(&mut self, _held: bool) {}
+    /// When a link last received a frame from another station, if this responder has links.
+    fn heard_at(&self) -> Option<std::time::Instant> {
+        None
+    }
+    /// After a freeze or being stranded: claim every IP placed on a link afresh, as a
+    /// succession (another node may have taken it over meanwhile), and answer again once each
+    /// claim allows. Returns the IPs now waiting for the link's witness.
     fn reclaim_all(&mut self) -> Vec<IpAddr> {
         Vec::new()
     }

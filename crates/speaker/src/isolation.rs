@@ -15,13 +15,13 @@
 //!   API shows other speaker Pods Ready is isolated: gauge `ferrolb_speaker_gossip_isolated`,
 //!   Node Events `GossipIsolated` / `GossipRestored`, and `/readyz` false meanwhile.
 //! - **A node cut off from everything falls silent** ([`stranded`]): one that hears no gossip
-//!   peer and has not reached the API server either for [`STRANDED_AFTER`] is, as far as it can
-//!   tell, gone from the network; the others are taking its IPs over, so whatever it answers
-//!   (to clients that can still reach it, or once its network comes back) would be a second
-//!   answer. It answers nothing until it hears a peer or the API server again, and then claims
-//!   its IPs as successions (only once nobody else answers them). Gauge
-//!   `ferrolb_speaker_stranded`. A node that reaches the API server keeps answering however long
-//!   gossip is cut, so losing the majority of the nodes is not an outage.
+//!   peer, no API server and no other station on its links for [`STRANDED_AFTER`] is, as far as
+//!   it can tell, gone from the network; the others are taking its IPs over, so whatever it
+//!   answers once its network comes back would be a second answer. It answers nothing until it
+//!   hears any of them again, and then claims its IPs as successions (only once nobody else
+//!   answers them). Gauge `ferrolb_speaker_stranded`. A node that reaches the API server or
+//!   hears its link keeps answering however long gossip is cut, so losing the majority of the
+//!   nodes (or the node that ran the API server) is not an outage.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -38,18 +38,24 @@ pub const ISOLATION_GRACE: Duration = Duration::from_secs(3);
 /// the isolation grace, so a speaker is never stranded before it is isolated.
 pub const STRANDED_AFTER: Duration = ISOLATION_GRACE;
 
-/// Whether a speaker is stranded at `now`: cut off from gossip since `cut_since` and the API
-/// server's last answer (`api_answered`, if any) older than [`STRANDED_AFTER`] and not after the
-/// cut began (an answer from before the cut says nothing about now).
+/// Whether a speaker is stranded at `now`: cut off from gossip since `cut_since`, and neither
+/// the API server (`api_answered`) nor another station on its links (`link_heard`) heard from
+/// for [`STRANDED_AFTER`] (whichever came last, and not before the cut began). A node that
+/// still hears its link is on the segment its clients use: there the link witness keeps it
+/// honest, and a two-node cluster whose API server died with the other node keeps answering.
 pub fn stranded(
     now: Duration,
     cut_since: Option<Duration>,
     api_answered: Option<Duration>,
+    link_heard: Option<Duration>,
 ) -> bool {
     let Some(since) = cut_since else {
         return false;
     };
-    let heard = api_answered.map_or(since, |at| at.max(since));
+    let heard = [api_answered, link_heard]
+        .into_iter()
+        .flatten()
+        .fold(since, Duration::max);
     now.saturating_sub(heard) >= STRANDED_AFTER
 }
 
@@ -197,18 +203,28 @@ mod tests {
         pairs.iter().map(|(i, k)| (ip(i), *k)).collect()
     }
 
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
     #[test]
-    fn a_speaker_is_stranded_only_when_cut_off_and_unanswered_by_the_api_for_a_while() {
-        let s = |secs: u64| Duration::from_secs(secs);
-        // Not cut off: never, however long the API server is silent.
-        assert!(!stranded(s(100), None, None));
-        // Cut off at 10 s, the API server silent since: stranded from 13 s.
-        assert!(!stranded(s(12), Some(s(10)), None));
-        assert!(stranded(s(13), Some(s(10)), None));
-        // An answer before the cut counts as the cut's start, one after it restarts the clock.
-        assert!(stranded(s(13), Some(s(10)), Some(s(5))));
-        assert!(!stranded(s(13), Some(s(10)), Some(s(11))));
-        assert!(stranded(s(14), Some(s(10)), Some(s(11))));
+    fn a_speaker_that_hears_its_peers_is_never_stranded() {
+        assert!(!stranded(s(100), None, None, None));
+    }
+
+    #[test]
+    fn a_speaker_cut_off_and_hearing_nobody_is_stranded_after_a_while() {
+        assert!(!stranded(s(12), Some(s(10)), None, None));
+        assert!(stranded(s(13), Some(s(10)), None, None));
+        // What was heard before the cut says nothing about now.
+        assert!(stranded(s(13), Some(s(10)), Some(s(5)), Some(s(9))));
+    }
+
+    #[test]
+    fn the_api_server_or_the_link_heard_after_the_cut_restarts_the_clock() {
+        assert!(!stranded(s(13), Some(s(10)), Some(s(11)), None));
+        assert!(!stranded(s(13), Some(s(10)), None, Some(s(11))));
+        assert!(stranded(s(14), Some(s(10)), Some(s(11)), Some(s(8))));
     }
 
     #[test]

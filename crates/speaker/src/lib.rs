@@ -232,7 +232,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         heartbeat,
     };
     let (mut responder, reports) =
-        l2::responder::L2Responder::new(args.l2_config(), metrics.l2.clone());
+        l2::responder::L2Responder::new(args.l2_config(), metrics.l2.clone())
+            .map_err(|e| anyhow::anyhow!("cannot start the Layer 2 responder: {e}"))?;
     let (links_tx, links) = tokio::sync::mpsc::unbounded_channel();
     if let Err(e) = l2::linkwatch::spawn(links_tx) {
         tracing::warn!(error = %e, "cannot watch link changes; interfaces are rescanned every 30 s");

@@ -513,8 +513,9 @@ struct Announcing {
     usable: UsablePublisher,
     /// The kube-proxy IPVS problem last reported.
     ipvs: Option<String>,
-    /// IPs this node owns in its view but holds back: their owner, dead to gossip, still
-    /// answers on the link.
+    /// IPs this node owns in its view but does not answer yet: a takeover or succession waiting
+    /// for the link to show nobody else answers them (after a freeze or being stranded, every
+    /// IP it holds).
     deferred: BTreeSet<IpAddr>,
     /// Each IP's owner in the last round, to tell a takeover from a succession or a handover;
     /// `None` before the first round (or after a freeze): who holds what is unknown.
@@ -578,8 +579,6 @@ struct Runtime<'r, R> {
     previous_view: BTreeSet<String>,
     started: Instant,
     isolation: IsolationWatch,
-    /// The loop's last tick, to see a freeze.
-    last_tick: Instant,
     /// Whether this speaker has decided once (joined its peers, or waited long enough): from
     /// then on losing them is a fault to handle, not a start to wait out.
     joined: bool,
@@ -707,31 +706,26 @@ impl<R: Announce> Runtime<'_, R> {
         Some(tokio::time::Instant::from_std(self.started + at))
     }
 
-    /// Renews the answering deadline, unless this speaker is stranded. After a freeze longer
-    /// than [`freshness::STALL`] (SIGSTOP, a stalled VM) or on leaving the stranded state, first
-    /// claims every IP afresh through the link's witness: the other nodes may have taken them
-    /// over meanwhile, and what this speaker knew of gossip is as old as the freeze.
+    /// One tick of the loop: beats its heartbeat; after a freeze of the process (SIGSTOP, a
+    /// stalled VM: see [`freshness`]) or on leaving the stranded state, claims every IP afresh
+    /// through the link's witness, since the other nodes may have taken them over meanwhile
+    /// and what this speaker knew of gossip is as old as the freeze.
     fn tick(&mut self) {
         self.config.heartbeat.beat();
-        let now = Instant::now();
-        let gap = now.duration_since(std::mem::replace(&mut self.last_tick, now));
-        if gap > freshness::STALL {
+        if self.responder.froze() {
             tracing::warn!(
-                frozen_ms = gap.as_millis(),
                 "this speaker was frozen: claiming its IPs again once nobody else answers them"
             );
             self.metrics.frozen.inc();
             self.reclaim();
         }
-        if self.watch_stranded(now) {
-            return;
-        }
-        self.responder.keep_answering(freshness::STALL);
+        self.watch_stranded(Instant::now());
     }
 
-    /// Follows whether this speaker is stranded (see [`isolation::stranded`]) and says so on
-    /// change; true while it is. The API server is asked only while gossip is cut off.
-    fn watch_stranded(&mut self, now: Instant) -> bool {
+    /// Follows whether this speaker is stranded (see [`isolation::stranded`]), holds its
+    /// answers meanwhile and says so on change. The API server is asked only while gossip is
+    /// cut off.
+    fn watch_stranded(&mut self, now: Instant) {
         let cut_since = self.isolation.cut_since();
         self.reach.probe(cut_since.is_some());
         let since_start = |at: Instant| at.saturating_duration_since(self.started);
@@ -739,12 +733,14 @@ impl<R: Announce> Runtime<'_, R> {
             since_start(now),
             cut_since,
             self.reach.answered_at().map(since_start),
+            self.responder.heard_at().map(since_start),
         );
         if stranded == self.stranded {
-            return stranded;
+            return;
         }
         self.stranded = stranded;
         self.metrics.stranded.set(i64::from(stranded));
+        self.responder.hold_answers(stranded);
         let (reason, note, severity) = if stranded {
             (
                 "SpeakerStranded",
@@ -766,14 +762,17 @@ impl<R: Announce> Runtime<'_, R> {
                 Severity::Normal,
             )
         };
-        tracing::warn!(node = %self.config.node, reason, "{note}");
+        if stranded {
+            tracing::warn!(node = %self.config.node, reason, "{note}");
+        } else {
+            tracing::info!(node = %self.config.node, reason, "{note}");
+        }
         let _ = self.outputs.send(Output::Event {
             regarding: node_ref(&self.config.node),
             reason,
             note,
             severity,
         });
-        stranded
     }
 
     /// Restarts every claim as a succession (answered once nobody else answers it) and forgets
@@ -997,10 +996,10 @@ impl<R: Announce> Runtime<'_, R> {
             grace_ms = config.grace.as_millis(),
             "leaving gossip; answering during the grace period"
         );
-        gossip.leave().await;
+        // Quiet first: from the moment the others hear this node leave, their probes must find
+        // it silent (it answers clients until the next owner announces each IP).
         responder.quiesce();
-        // The loop no longer ticks: answer through the grace period.
-        responder.keep_answering(config.grace + Duration::from_secs(1));
+        gossip.leave().await;
         tokio::time::sleep(config.grace).await;
         let changes = announcing.announcer.withdraw_all();
         record_changes(&metrics, &config.node, &changes);
@@ -1092,7 +1091,6 @@ pub async fn run(
         previous_view: BTreeSet::new(),
         started,
         isolation: IsolationWatch::default(),
-        last_tick: Instant::now(),
         joined: false,
         reach,
         stranded: false,

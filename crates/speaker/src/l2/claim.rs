@@ -13,8 +13,9 @@
 //! - a **succession** (a live node held it and lets go by itself once it learns it lost it, or
 //!   this speaker cannot know who holds it: it just started, or it was frozen): probe, and
 //!   answer only once nobody else does, probing again every few tens of ms meanwhile. The
-//!   previous owner lets go within milliseconds of the same gossip news, so the IP is silent
-//!   for about one probe, and never answered by two MACs;
+//!   previous owner usually lets go within milliseconds of the same news, so the IP is silent
+//!   for about one probe, and two MACs answer it only if a late answer races the probe (then
+//!   the watch after claiming silences this node);
 //! - a **takeover** (this node owns the IP only because gossip calls another node dead, or
 //!   gossip does not see every speaker): the link is an independent witness. Probe, and claim
 //!   only if no other MAC answers; if one does, the presumed-dead owner is alive and only
@@ -560,9 +561,10 @@ impl ClaimMachine {
         let patient = self.kind == ClaimKind::Succession
             && now.saturating_sub(self.started) < self.timing.succession_patience;
         let next = if patient {
-            now + self.timing.succession_retry
+            // Jittered too: two nodes that both believe they succeed must not claim in step.
+            now + self.jittered(self.timing.succession_retry, self.timing.succession_retry)
         } else {
-            now + self.next_reprobe()
+            now + self.jittered(self.timing.reprobe, self.timing.reprobe_spread)
         };
         self.phase = Phase::Deferred { next };
         self.seen.clear();
@@ -719,16 +721,17 @@ impl ClaimMachine {
     }
 
     /// The next re-probe delay: [`ClaimTiming::reprobe`] plus a share of the spread.
-    fn next_reprobe(&mut self) -> Duration {
+    /// `base` plus a pseudo-random part of `spread`.
+    fn jittered(&mut self, base: Duration, spread: Duration) -> Duration {
         // splitmix64: enough to keep two nodes apart, no RNG state to share or seed.
         self.jitter = self.jitter.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.jitter;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
-        let spread = u64::try_from(self.timing.reprobe_spread.as_micros()).unwrap_or(u64::MAX);
+        let spread = u64::try_from(spread.as_micros()).unwrap_or(u64::MAX);
         let extra = if spread == 0 { 0 } else { z % (spread + 1) };
-        self.timing.reprobe + Duration::from_micros(extra)
+        base + Duration::from_micros(extra)
     }
 }
 
@@ -745,7 +748,7 @@ pub struct Claim {
     pub ip: IpAddr,
     /// The generation in [`Owned::wanted`] this claim serves.
     pub generation: u64,
-    /// Handover or takeover.
+    /// Handover, succession or takeover.
     pub kind: ClaimKind,
     /// Timing and policy.
     pub timing: ClaimTiming,
@@ -804,7 +807,7 @@ impl Claim {
                 ClaimAction::TakeoverDeferred { macs } => {
                     self.metrics.takeover_deferred.inc();
                     for mac in macs {
-                        tracing::info!(%ip, %mac, %interface, "takeover held back: the owner gossip calls dead still answers on the link");
+                        tracing::info!(%ip, %mac, %interface, kind = ?self.kind, "claim held back: another node still answers on the link");
                         let _ = self.reports.send(L2Report::TakeoverDeferred {
                             ip,
                             mac,
@@ -813,7 +816,7 @@ impl Claim {
                     }
                 }
                 ClaimAction::TakenOver => {
-                    tracing::info!(%ip, %interface, "takeover: nobody else answers on the link");
+                    tracing::info!(%ip, %interface, kind = ?self.kind, "claimed: nobody else answers on the link");
                     let _ = self.reports.send(L2Report::TakenOver {
                         ip,
                         interface: interface.clone(),
@@ -1091,8 +1094,12 @@ mod tests {
         assert_eq!(m.start(ms(0)), [ClaimAction::Probe]);
         // The previous owner still answers: silent, nothing reported, probed again soon.
         assert_eq!(m.claims_seen(theirs(), ms(1)), []);
-        assert_eq!(m.wake_at(), Some(ms(1) + t.succession_retry));
-        let again = ms(1) + t.succession_retry;
+        let again = m.wake_at().unwrap_or_default();
+        let retry = t.succession_retry;
+        assert!(
+            again >= ms(1) + retry && again <= ms(1) + retry * 2,
+            "probed again at {again:?}"
+        );
         assert_eq!(m.timer(again), [ClaimAction::Probe]);
         // It let go: the probe goes unanswered and this node claims.
         assert_eq!(

@@ -84,10 +84,11 @@ pub struct L2Responder {
     /// The kernel's interfaces at that scan (what channels are opened on).
     interfaces: Vec<NetworkInterface>,
     generation: u64,
-    /// How gains of these IPs are claimed (see [`Announce::claim_kinds`]); a handover
-    /// otherwise.
+    /// How gains of these IPs are claimed, until they are lost (see
+    /// [`Announce::claim_kinds`]); a handover otherwise. Kept so a claim restarted on a new
+    /// link is claimed as its gain was.
     kinds: BTreeMap<IpAddr, ClaimKind>,
-    /// Until when answering is allowed (renewed by the speaker's loop).
+    /// Until when answering is allowed (renewed by its keeper thread), and what the links hear.
     fresh: Arc<Freshness>,
 }
 
@@ -156,6 +157,9 @@ fn read_loop(
                 continue;
             }
         };
+        if frame.get(6..12).is_some_and(|src| src != link.mac.0) {
+            link.fresh.heard();
+        }
         link.watch_claims(frame);
         if link.quiet.load(Ordering::Relaxed) {
             if ferrolb_wire::is_address_probe(frame) {
@@ -204,7 +208,13 @@ fn read_loop(
 impl L2Responder {
     /// A responder with no IPs and no open links, and the receiving end of its reports
     /// (address conflicts).
-    pub fn new(config: L2Config, metrics: L2Metrics) -> (Self, UnboundedReceiver<L2Report>) {
+    ///
+    /// # Errors
+    /// When the thread that keeps the answering deadline cannot be started.
+    pub fn new(
+        config: L2Config,
+        metrics: L2Metrics,
+    ) -> std::io::Result<(Self, UnboundedReceiver<L2Report>)> {
         let (reports, rx) = tokio::sync::mpsc::unbounded_channel();
         let responder = Self {
             config,
@@ -220,7 +230,8 @@ impl L2Responder {
             kinds: BTreeMap::new(),
             fresh: Arc::default(),
         };
-        (responder, rx)
+        Freshness::keep(&responder.fresh)?;
+        Ok((responder, rx))
     }
 
     fn open(&mut self, iface: &NetworkInterface) -> std::io::Result<()> {
@@ -429,6 +440,7 @@ impl Announce for L2Responder {
     }
 
     fn lost(&mut self, ip: IpAddr) {
+        self.kinds.remove(&ip);
         for name in self.placed.remove(&ip).map(|(_, n)| n).unwrap_or_default() {
             self.withdraw_from(ip, &name);
         }
@@ -464,26 +476,32 @@ impl Announce for L2Responder {
     }
 
     fn claim_kinds(&mut self, kinds: BTreeMap<IpAddr, ClaimKind>) -> bool {
-        self.kinds = kinds;
+        self.kinds.extend(kinds);
         true
     }
 
-    fn keep_answering(&mut self, how_long: Duration) {
-        self.fresh.renew(how_long);
+    fn froze(&self) -> bool {
+        self.fresh.froze()
+    }
+
+    fn hold_answers(&mut self, held: bool) {
+        self.fresh.hold(held);
+    }
+
+    fn heard_at(&self) -> Option<std::time::Instant> {
+        self.fresh.heard_at()
     }
 
     fn reclaim_all(&mut self) -> Vec<IpAddr> {
         let placed: Vec<(IpAddr, Vec<String>)> = self
             .placed
             .iter()
+            .filter(|(_, (_, names))| !names.is_empty())
             .map(|(ip, (_, names))| (*ip, names.clone()))
             .collect();
         let all = self.interfaces.clone();
-        self.kinds = placed
-            .iter()
-            .map(|(ip, _)| (*ip, ClaimKind::Succession))
-            .collect();
         for (ip, names) in &placed {
+            self.kinds.insert(*ip, ClaimKind::Succession);
             for name in names {
                 self.withdraw_from(*ip, name);
                 if let Some(iface) = all.iter().find(|i| &i.name == name) {
@@ -491,6 +509,8 @@ impl Announce for L2Responder {
                 }
             }
         }
+        // Every answered IP is a claim waiting for the link's witness now: answering may resume.
+        self.fresh.thaw();
         placed.into_iter().map(|(ip, _)| ip).collect()
     }
 

@@ -29,7 +29,6 @@ use clap::{Parser, Subcommand};
 use ferrolb_speaker::announcer::Announce;
 use ferrolb_speaker::election::Interfaces;
 use ferrolb_speaker::l2::claim::{ClaimTiming, ConflictPolicy, L2Report};
-use ferrolb_speaker::l2::freshness;
 use ferrolb_speaker::l2::interfaces::NameFilter;
 use ferrolb_speaker::l2::responder::{L2Config, L2Responder};
 
@@ -232,7 +231,7 @@ fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
             },
         },
         metrics.l2.clone(),
-    );
+    )?;
     // Conflicts are printed as they come, one line each.
     std::thread::spawn(move || {
         while let Some(report) = reports.blocking_recv() {
@@ -244,9 +243,6 @@ fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
             }
         }
     });
-    // This loop stands in for the speaker's: it renews the answering deadline on every turn
-    // (every 50 ms at most), as the speaker's tick does.
-    l2.keep_answering(freshness::STALL);
     for ip in ips {
         l2.gained(ip, &Interfaces::All);
     }
@@ -263,8 +259,7 @@ fn responder(ips: Vec<IpAddr>, policy: ConflictPolicy) -> anyhow::Result<()> {
     });
     eprintln!("responder ready");
     loop {
-        l2.keep_answering(freshness::STALL);
-        let line = match lines.recv_timeout(freshness::TICK) {
+        let line = match lines.recv_timeout(Duration::from_millis(50)) {
             Ok(line) => line,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if links.try_recv().is_ok() {
