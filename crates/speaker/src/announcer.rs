@@ -83,7 +83,7 @@ pub trait Announce {
     }
     /// Answer nothing while `held` (the speaker is stranded, see [`crate::isolation`]).
     fn hold_answers(&mut self, _held: bool) {}
-    /// When a link last received a frame from another station, if this responder has links.
+    /// When a link last received ARP or NDP from another station, if this responder has links.
     fn heard_at(&self) -> Option<std::time::Instant> {
         None
     }

@@ -15,7 +15,7 @@
 //!   API shows other speaker Pods Ready is isolated: gauge `ferrolb_speaker_gossip_isolated`,
 //!   Node Events `GossipIsolated` / `GossipRestored`, and `/readyz` false meanwhile.
 //! - **A node cut off from everything falls silent** ([`stranded`]): one that hears no gossip
-//!   peer, no API server and no other station on its links for [`STRANDED_AFTER`] is, as far as
+//!   peer, no API server and no ARP/NDP from another station for [`STRANDED_AFTER`] is, as far as
 //!   it can tell, gone from the network; the others are taking its IPs over, so whatever it
 //!   answers once its network comes back would be a second answer. It answers nothing until it
 //!   hears any of them again, and then claims its IPs as successions (only once nobody else

@@ -2,7 +2,8 @@
 //!
 //! - losing gossip (UDP 7946 blocked, a wrong key, datagrams refused as replays) never makes
 //!   two nodes answer one IP for more than a second and never silences an IP for more than a
-//!   second; two of three nodes gone, the survivor answers within 2 s; a killed or frozen owner
+//!   second, also in a two-node split with the API server down; two of three nodes gone, the
+//!   survivor answers within 2 s; a killed or frozen owner
 //!   speaker is replaced without two answers; an API server outage changes nothing (frozen for
 //!   20 s here, 60 s in the bench, to keep the suite's time sane; the rule is the same);
 //! - an address outside every pool is never answered and is reported; an IP shared by a
@@ -50,6 +51,12 @@ fn a_speaker_refused_as_replays_never_gives_an_ip_two_answers_or_a_silence_over_
 #[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
 fn a_two_node_cluster_split_never_gives_an_ip_two_answers_or_a_silence_over_a_second() {
     holds(Scenario::TwoNodeSplit);
+}
+
+#[test]
+#[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
+fn a_two_node_split_with_the_api_server_down_too_keeps_every_ip_answered() {
+    holds(Scenario::SplitWithoutApi);
 }
 
 #[test]

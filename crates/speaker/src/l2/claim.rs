@@ -561,8 +561,10 @@ impl ClaimMachine {
         let patient = self.kind == ClaimKind::Succession
             && now.saturating_sub(self.started) < self.timing.succession_patience;
         let next = if patient {
-            // Jittered too: two nodes that both believe they succeed must not claim in step.
-            now + self.jittered(self.timing.succession_retry, self.timing.succession_retry)
+            // Spread over a few witness waits: two nodes that both believe they succeed (both
+            // back from being cut off) then probe far enough apart that one finds the other
+            // answering, instead of both claiming in step again.
+            now + self.jittered(self.timing.succession_retry, self.timing.witness_wait * 3)
         } else {
             now + self.jittered(self.timing.reprobe, self.timing.reprobe_spread)
         };
@@ -1097,7 +1099,7 @@ mod tests {
         let again = m.wake_at().unwrap_or_default();
         let retry = t.succession_retry;
         assert!(
-            again >= ms(1) + retry && again <= ms(1) + retry * 2,
+            again >= ms(1) + retry && again <= ms(1) + retry + t.witness_wait * 3,
             "probed again at {again:?}"
         );
         assert_eq!(m.timer(again), [ClaimAction::Probe]);

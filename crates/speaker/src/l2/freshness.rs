@@ -32,8 +32,8 @@ pub struct Freshness {
     frozen: AtomicBool,
     /// The speaker asked for silence ([`Self::hold`]): no renewal meanwhile.
     held: AtomicBool,
-    /// Microseconds since `epoch` when a link last received a frame from another station, plus
-    /// one (0: never).
+    /// Microseconds since `epoch` when a link last received ARP or NDP from another station,
+    /// plus one (0: never).
     heard_us: AtomicU64,
 }
 
@@ -101,13 +101,13 @@ impl Freshness {
         }
     }
 
-    /// A link received a frame from another station now.
+    /// A link received ARP or NDP from another station now.
     pub fn heard(&self) {
         self.heard_us
             .store(self.now_us().saturating_add(1), Ordering::Relaxed);
     }
 
-    /// When a link last received a frame from another station, if ever.
+    /// When a link last received ARP or NDP from another station, if ever.
     pub fn heard_at(&self) -> Option<Instant> {
         let us = self.heard_us.load(Ordering::Relaxed).checked_sub(1)?;
         Some(self.epoch + Duration::from_micros(us))

@@ -157,7 +157,11 @@ fn read_loop(
                 continue;
             }
         };
-        if frame.get(6..12).is_some_and(|src| src != link.mac.0) {
+        // Someone else on the segment asks or tells addresses: this node is not cut off from
+        // its clients (see `isolation::stranded`).
+        if frame.get(6..12).is_some_and(|src| src != link.mac.0)
+            && ferrolb_wire::is_neighbour_traffic(frame)
+        {
             link.fresh.heard();
         }
         link.watch_claims(frame);

@@ -102,6 +102,21 @@ pub fn two_node_split(options: &Options) -> anyhow::Result<Outcome> {
     stage.finish()
 }
 
+/// Two nodes that cannot gossip with each other while the API server is frozen too; then both
+/// healed. Neither may fall silent: each still hears its clients on the link.
+pub fn split_without_api(options: &Options) -> anyhow::Result<Outcome> {
+    let mut stage = Stage::up(options, 2, 2)?;
+    pause(&stage.lab, "apiserver")?;
+    block_gossip(stage.lab.prefix(), &[1], &[2])?;
+    stage.mark("gossip blocked and the API server frozen");
+    let held = hold(&stage.lab, GOSSIP_LOST_FOR);
+    resume(&stage.lab, "apiserver")?;
+    held?;
+    heal_gossip(stage.lab.prefix(), &[1, 2])?;
+    stage.mark("healed");
+    stage.finish()
+}
+
 /// The two nodes that are not the owner of the first IP gone (every frame dropped at the
 /// bridge); the survivor must answer every IP within 2 s. Then they come back.
 pub fn majority_loss(options: &Options) -> anyhow::Result<Outcome> {

@@ -33,6 +33,9 @@ pub enum Scenario {
     ReplayedGossip,
     /// Two nodes, two speakers that cannot gossip.
     TwoNodeSplit,
+    /// Two nodes that cannot gossip while the API server is down too (as when it ran on a node
+    /// that failed): each still hears its clients, so neither falls silent.
+    SplitWithoutApi,
     /// Two of three nodes gone (every frame dropped, links up).
     MajorityLoss,
     /// The owner's speaker killed (SIGKILL), later started again.
@@ -57,11 +60,12 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in bench order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::GossipBlocked,
         Self::WrongKey,
         Self::ReplayedGossip,
         Self::TwoNodeSplit,
+        Self::SplitWithoutApi,
         Self::MajorityLoss,
         Self::OwnerKilled,
         Self::OwnerStopped,
@@ -81,6 +85,7 @@ impl Scenario {
             Self::WrongKey => "wrong-key",
             Self::ReplayedGossip => "replayed-gossip",
             Self::TwoNodeSplit => "two-node-split",
+            Self::SplitWithoutApi => "split-without-api",
             Self::MajorityLoss => "majority-loss",
             Self::OwnerKilled => "owner-killed",
             Self::OwnerStopped => "owner-stopped",
@@ -99,15 +104,22 @@ impl Scenario {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// The longest double answer allowed, ms: a second while gossip alone is lost (views take
-    /// that long to agree), none anywhere else.
+    /// The longest double answer allowed, ms: a second while gossip is lost (views take that
+    /// long to agree), none anywhere else.
     pub fn double_target_ms(self) -> u64 {
-        match self {
-            Self::GossipBlocked | Self::WrongKey | Self::ReplayedGossip | Self::TwoNodeSplit => {
-                1_000
-            }
-            _ => 0,
-        }
+        if self.loses_gossip_only() { 1_000 } else { 0 }
+    }
+
+    /// Whether gossip between live nodes is lost (the links are fine).
+    fn loses_gossip_only(self) -> bool {
+        matches!(
+            self,
+            Self::GossipBlocked
+                | Self::WrongKey
+                | Self::ReplayedGossip
+                | Self::TwoNodeSplit
+                | Self::SplitWithoutApi
+        )
     }
 
     /// The longest silence of an IP allowed, ms, where the issue sets one. `owner-killed` and
@@ -115,9 +127,7 @@ impl Scenario {
     /// member dead after about 1 s in the lab; a loaded 2-core machine doubles that).
     pub fn unanswered_target_ms(self) -> Option<u64> {
         match self {
-            Self::GossipBlocked | Self::WrongKey | Self::ReplayedGossip | Self::TwoNodeSplit => {
-                Some(1_000)
-            }
+            _ if self.loses_gossip_only() => Some(1_000),
             Self::MajorityLoss => Some(2_000),
             Self::OwnerKilled | Self::OwnerStopped => Some(3_000),
             Self::ApiDown => Some(0),
@@ -261,6 +271,7 @@ pub fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
         Scenario::WrongKey => gossip::wrong_key(options),
         Scenario::ReplayedGossip => gossip::replayed_gossip(options),
         Scenario::TwoNodeSplit => gossip::two_node_split(options),
+        Scenario::SplitWithoutApi => gossip::split_without_api(options),
         Scenario::MajorityLoss => gossip::majority_loss(options),
         Scenario::OwnerKilled => gossip::owner_killed(options),
         Scenario::OwnerStopped => gossip::owner_stopped(options),

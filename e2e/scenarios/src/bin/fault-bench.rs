@@ -18,8 +18,8 @@
 //!
 //! The maxima are over all runs; a run that failed outright (lab error) counts as not passed
 //! and adds nothing to them. Targets (a run passes when it meets them and its scenario's own
-//! checks): double ≤ 1000 ms in gossip-blocked, wrong-key, replayed-gossip and two-node-split,
-//! 0 elsewhere; unanswered ≤ 1000 ms in those four, ≤ 2000 ms in majority-loss, ≤ 3000 ms in
+//! checks): double ≤ 1000 ms in gossip-blocked, wrong-key, replayed-gossip, two-node-split and
+//! split-without-api, 0 elsewhere; unanswered ≤ 1000 ms in those five, ≤ 2000 ms in majority-loss, ≤ 3000 ms in
 //! owner-killed and owner-stopped, 0 in api-down-60s; no IP changed; no deposed write. Why a
 //! run failed goes to stderr.
 //!
