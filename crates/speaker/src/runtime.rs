@@ -438,7 +438,8 @@ struct Wakeups {
     patience: Pin<Box<tokio::time::Sleep>>,
     patience_over: bool,
     recheck: tokio::time::Interval,
-    /// Renews the answering deadline ([`freshness::TICK`]).
+    /// Beats the heartbeat, and looks for a freeze or a change in being stranded
+    /// ([`freshness::TICK`]).
     tick: tokio::time::Interval,
     feedback: L2Feedback,
     /// When the isolation grace runs out, if it is running.

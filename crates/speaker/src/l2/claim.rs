@@ -75,7 +75,8 @@ pub struct ClaimTiming {
     /// Random spread added to each re-probe, so two nodes that both wait for the same silent
     /// owner do not probe (and claim) in lock step.
     pub reprobe_spread: Duration,
-    /// Succession: how soon to probe again while the previous owner still answers.
+    /// Succession: how soon to probe again while the previous owner still answers (plus up to
+    /// three [`Self::witness_wait`]s of jitter).
     pub succession_retry: Duration,
     /// Succession: how long the previous owner may keep answering before this claim is held
     /// back like a takeover (and said to be).
@@ -108,8 +109,8 @@ impl Default for ClaimTiming {
             reprobe: Duration::from_millis(300),
             reprobe_spread: Duration::from_millis(200),
             // The previous owner lets go within a few ms of the gossip news that made this
-            // node the owner: a probe every 20 ms (plus the 30 ms witness wait) keeps the IP's
-            // silence near 50 ms without a frame storm.
+            // node the owner: a probe every 20 ms (plus up to three 30 ms witness waits of
+            // jitter) keeps the IP's silence near 100 ms without a frame storm.
             succession_retry: Duration::from_millis(20),
             // Gossip news reaches every member within a few probe periods; a holder that still
             // answers after this is not letting go (or its gossip is cut).
@@ -228,6 +229,8 @@ pub struct LinkShared {
     pub quiet: AtomicBool,
     /// Answer and announce only while this is current (not after a freeze).
     pub fresh: Arc<Freshness>,
+    /// Leaving: IPs the next owner has claimed (answered only to unicast questions).
+    pub yielded: Mutex<BTreeSet<IpAddr>>,
 }
 
 impl std::fmt::Debug for LinkShared {
@@ -274,8 +277,11 @@ impl LinkShared {
         }
     }
 
-    /// While leaving: stops answering an IP once another station claims it (the next owner's
-    /// announcement or answer), so that both answer only for that moment, not the whole grace.
+    /// While leaving: once another station claims an IP (the next owner's announcement or
+    /// answer), stops answering broadcast and multicast questions for it, so that both answer
+    /// the segment only for that moment, not the whole grace. A client that still asks this
+    /// MAC directly (unicast, to confirm a neighbour entry that missed the announcement) is
+    /// still answered: this node serves the IP until its grace ends.
     pub fn yield_claimed(&self, frame: &[u8]) {
         let Some((ip, mac)) = ferrolb_wire::claim_in(frame) else {
             return;
@@ -289,11 +295,22 @@ impl LinkShared {
         {
             return;
         }
-        tracing::info!(%ip, %mac, interface = %self.name, "leaving: the next owner claimed it");
-        self.owned
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .forget(ip);
+        let mut yielded = self.yielded.lock().unwrap_or_else(PoisonError::into_inner);
+        if yielded.insert(ip) {
+            tracing::info!(%ip, %mac, interface = %self.name, "leaving: the next owner claimed it");
+        }
+    }
+
+    /// Whether a reply to `request` for `ip` may go out while leaving: not to the segment
+    /// once the next owner claimed the IP (see [`Self::yield_claimed`]).
+    pub fn may_answer(&self, request: &[u8], ip: IpAddr) -> bool {
+        let to_us = request.get(..6).is_some_and(|dst| dst == self.mac.0);
+        to_us
+            || !self
+                .yielded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&ip)
     }
 
     fn current(&self, ip: IpAddr, generation: u64) -> bool {

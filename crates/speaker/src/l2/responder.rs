@@ -185,6 +185,8 @@ fn read_loop(
             .answer(frame)
         };
         match verdict {
+            Verdict::Reply { target, .. }
+                if link.quiet.load(Ordering::Relaxed) && !link.may_answer(frame, target) => {}
             Verdict::Reply { frame, target } => {
                 let (requests, responses) = per_ip.entry(target).or_insert_with(|| {
                     let label = IpLabel {
@@ -257,6 +259,7 @@ impl L2Responder {
             tx: Mutex::new(tx),
             owned: RwLock::new(Owned::default()),
             claims: Mutex::default(),
+            yielded: Mutex::default(),
             quiet: AtomicBool::new(false),
             fresh: self.fresh.clone(),
         });
