@@ -102,7 +102,7 @@ pub fn claim_kinds(
         .filter(|(_, owner)| owner.as_str() == me)
         .filter_map(|(ip, _)| {
             let before = previous.map(|p| p.get(ip));
-            if before == Some(Some(&me.to_owned())) {
+            if before.flatten().is_some_and(|b| b == me) {
                 return None;
             }
             let outranked = if_all_alive.get(ip).is_some_and(|o| o != me);

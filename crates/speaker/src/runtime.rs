@@ -691,14 +691,23 @@ impl<R: Announce> Runtime<'_, R> {
                 Severity::Normal,
             ),
         };
-        tracing::warn!(node = %self.config.node, reason, "{note}");
+        self.tell_node(reason, note, severity);
+        isolated
+    }
+
+    /// Logs a change of this node's state and publishes it as an Event on its Node.
+    fn tell_node(&self, reason: &'static str, note: String, severity: Severity) {
+        let node = &self.config.node;
+        match severity {
+            Severity::Warning => tracing::warn!(%node, reason, "{note}"),
+            Severity::Normal => tracing::info!(%node, reason, "{note}"),
+        }
         let _ = self.outputs.send(Output::Event {
-            regarding: node_ref(&self.config.node),
+            regarding: node_ref(node),
             reason,
             note,
             severity,
         });
-        isolated
     }
 
     /// When the isolation grace runs out, if it is running.
@@ -763,35 +772,34 @@ impl<R: Announce> Runtime<'_, R> {
                 Severity::Normal,
             )
         };
-        if stranded {
-            tracing::warn!(node = %self.config.node, reason, "{note}");
-        } else {
-            tracing::info!(node = %self.config.node, reason, "{note}");
-        }
-        let _ = self.outputs.send(Output::Event {
-            regarding: node_ref(&self.config.node),
-            reason,
-            note,
-            severity,
-        });
+        self.tell_node(reason, note, severity);
     }
 
     /// Restarts every claim as a succession (answered once nobody else answers it) and forgets
     /// who held what: gains are successions at best until the next round.
     fn reclaim(&mut self) {
         for ip in self.responder.reclaim_all() {
-            if let Some(announced) = self.announcing.announcer.announced().get(&ip) {
-                for service in &announced.services {
-                    self.metrics.announced.remove(&announced_labels(
-                        service,
-                        &self.config.node,
-                        ip,
-                    ));
-                }
-            }
-            self.announcing.deferred.insert(ip);
+            let services = self
+                .announcing
+                .announcer
+                .announced()
+                .get(&ip)
+                .map(|a| a.services.clone())
+                .unwrap_or_default();
+            self.defer(ip, &services);
         }
         self.announcing.previous_owners = None;
+    }
+
+    /// `ip` is not answered until the link's witness allows it: not announced by `services`
+    /// meanwhile (metric), and its `ServiceL2Status` waits for `L2Report::TakenOver`.
+    fn defer(&mut self, ip: IpAddr, services: &BTreeSet<String>) {
+        for service in services {
+            self.metrics
+                .announced
+                .remove(&announced_labels(service, &self.config.node, ip));
+        }
+        self.announcing.deferred.insert(ip);
     }
 
     /// A takeover held back (the owner still answers on the link) or done at last: the IP is
@@ -837,14 +845,7 @@ impl<R: Announce> Runtime<'_, R> {
             if let Change::Gained { ip, services, .. } = change
                 && witnessed.contains(ip)
             {
-                self.announcing.deferred.insert(*ip);
-                for service in services {
-                    self.metrics.announced.remove(&announced_labels(
-                        service,
-                        &self.config.node,
-                        *ip,
-                    ));
-                }
+                self.defer(*ip, services);
             }
         }
         let placed = Announcer::apply(&changes, self.responder);
@@ -968,15 +969,7 @@ impl<R: Announce> Runtime<'_, R> {
             return;
         }
         if let Some(message) = &problem {
-            let node = &self.config.node;
-            tracing::warn!(%node, "{message}");
-            let regarding = node_ref(node);
-            let _ = self.outputs.send(Output::Event {
-                regarding,
-                reason: "StrictARPRequired",
-                note: message.clone(),
-                severity: Severity::Warning,
-            });
+            self.tell_node("StrictARPRequired", message.clone(), Severity::Warning);
         }
         self.announcing.ipvs = problem;
     }

@@ -90,16 +90,6 @@ pub fn is_address_probe(frame: &[u8]) -> bool {
     }
 }
 
-/// Whether `frame` is neighbour traffic: a well-formed ARP packet or Neighbor Solicitation /
-/// Advertisement (someone on the segment asking for or telling addresses, as opposed to a
-/// switch's own chatter such as LLDP or a port's router solicitations).
-pub fn is_neighbour_traffic(frame: &[u8]) -> bool {
-    matches!(
-        frame::parse(frame),
-        Ok((_, Packet::Arp(_) | Packet::Ndp { .. }))
-    )
-}
-
 /// The MAC of another host claiming `ip`, if `frame` is such a claim (see [`claim_in`]).
 pub fn conflict_from(frame: &[u8], ip: IpAddr, our_mac: Mac) -> Option<Mac> {
     claim_in(frame)
@@ -321,14 +311,6 @@ mod tests {
         assert_eq!(conflict_from(&na, OUR_V4.into(), OUR_MAC), None);
         let other: Ipv6Addr = "2001:db8::11".parse().unwrap();
         assert_eq!(conflict_from(&na, other.into(), OUR_MAC), None);
-    }
-
-    #[test]
-    fn arp_and_ndp_are_neighbour_traffic_and_junk_is_not() {
-        assert!(is_neighbour_traffic(&arp_probe(THEIR_MAC, OUR_V4)));
-        assert!(is_neighbour_traffic(&dad_ns(THEIR_MAC, our_v6())));
-        assert!(is_neighbour_traffic(&unsolicited_na(THEIR_MAC, our_v6())));
-        assert!(!is_neighbour_traffic(&[0u8; 60]));
     }
 
     #[test]

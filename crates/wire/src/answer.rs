@@ -53,6 +53,23 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Whether the frame was neighbour traffic from another station: well-formed ARP or NDP
+    /// (a question, an answer or an announcement) not sent by this node, as opposed to our own
+    /// frames, junk, or a switch's other chatter (LLDP, a port's router solicitations).
+    pub fn from_another_station(&self) -> bool {
+        match self {
+            Verdict::Reply { .. } => true,
+            Verdict::Ignore(reason) => matches!(
+                reason,
+                Ignored::ArpReply
+                    | Ignored::ArpAnnouncement
+                    | Ignored::NeighborAdvertisement
+                    | Ignored::TargetNotOwned { .. }
+            ),
+            Verdict::Malformed(_) => false,
+        }
+    }
+
     /// The frame to send, if any.
     pub fn into_reply(self) -> Option<Vec<u8>> {
         match self {
@@ -241,6 +258,16 @@ mod tests {
 
     fn answer(frame: &[u8]) -> Verdict {
         Owned::ours().responder().answer(frame)
+    }
+
+    #[test]
+    fn arp_and_ndp_from_others_are_neighbour_traffic_and_junk_and_our_own_are_not() {
+        use crate::announce::{arp_probe, dad_ns, unsolicited_na};
+        assert!(answer(&arp_probe(THEIR_MAC, OUR_V4)).from_another_station());
+        assert!(answer(&dad_ns(THEIR_MAC, our_v6())).from_another_station());
+        assert!(answer(&unsolicited_na(THEIR_MAC, our_v6())).from_another_station());
+        assert!(!answer(&[0u8; 60]).from_another_station());
+        assert!(!answer(&arp_probe(OUR_MAC, OUR_V4)).from_another_station());
     }
 
     /// A real-looking capture: "who has 192.0.2.10? tell 192.0.2.1", broadcast, padded

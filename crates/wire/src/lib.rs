@@ -52,8 +52,7 @@ pub mod ndp;
 pub mod reason;
 
 pub use announce::{
-    arp_probe, claim_in, conflict_from, dad_ns, gratuitous_arp, is_address_probe,
-    is_neighbour_traffic, unsolicited_na,
+    arp_probe, claim_in, conflict_from, dad_ns, gratuitous_arp, is_address_probe, unsolicited_na,
 };
 pub use answer::{Responder, Verdict};
 pub use arp::{ArpOperation, ArpRepr};

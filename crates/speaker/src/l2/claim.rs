@@ -267,13 +267,19 @@ impl LinkShared {
         }
     }
 
-    /// Notes claims of other stations on probed IPs (called by the reader for every frame).
-    pub fn watch_claims(&self, frame: &[u8]) {
-        let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
-        for (ip, macs) in claims.iter_mut() {
-            if let Some(mac) = ferrolb_wire::conflict_from(frame, *ip, self.mac) {
-                macs.insert(mac);
-            }
+    /// Notes another station's claim (from [`ferrolb_wire::claim_in`], read once per frame by
+    /// the reader) if its IP is being probed.
+    pub fn watch_claims(&self, claim: Option<(IpAddr, Mac)>) {
+        let Some((ip, mac)) = claim.filter(|(_, mac)| *mac != self.mac) else {
+            return;
+        };
+        if let Some(macs) = self
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&ip)
+        {
+            macs.insert(mac);
         }
     }
 
@@ -282,8 +288,8 @@ impl LinkShared {
     /// the segment only for that moment, not the whole grace. A client that still asks this
     /// MAC directly (unicast, to confirm a neighbour entry that missed the announcement) is
     /// still answered: this node serves the IP until its grace ends.
-    pub fn yield_claimed(&self, frame: &[u8]) {
-        let Some((ip, mac)) = ferrolb_wire::claim_in(frame) else {
+    pub fn yield_claimed(&self, claim: Option<(IpAddr, Mac)>) {
+        let Some((ip, mac)) = claim else {
             return;
         };
         if mac == self.mac

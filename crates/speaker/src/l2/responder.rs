@@ -157,23 +157,13 @@ fn read_loop(
                 continue;
             }
         };
-        // Someone else on the segment asks or tells addresses: this node is not cut off from
-        // its clients (see `isolation::stranded`).
-        if frame.get(6..12).is_some_and(|src| src != link.mac.0)
-            && ferrolb_wire::is_neighbour_traffic(frame)
-        {
-            link.fresh.heard();
-        }
-        link.watch_claims(frame);
+        let claim = ferrolb_wire::claim_in(frame);
+        link.watch_claims(claim);
         if link.quiet.load(Ordering::Relaxed) {
             if ferrolb_wire::is_address_probe(frame) {
                 continue;
             }
-            link.yield_claimed(frame);
-        }
-        // Frozen and just thawed: what this node owned may be another's by now.
-        if !link.fresh.current() {
-            continue;
+            link.yield_claimed(claim);
         }
         let verdict = {
             let owned = link.owned.read().unwrap_or_else(PoisonError::into_inner);
@@ -184,6 +174,15 @@ fn read_loop(
             }
             .answer(frame)
         };
+        // Someone else on the segment asks or tells addresses: this node is not cut off from
+        // its clients (see `isolation::stranded`).
+        if verdict.from_another_station() {
+            link.fresh.heard();
+        }
+        // Frozen or stranded: what this node owned may be another's by now.
+        if !link.fresh.current() {
+            continue;
+        }
         match verdict {
             Verdict::Reply { target, .. }
                 if link.quiet.load(Ordering::Relaxed) && !link.may_answer(frame, target) => {}
