@@ -924,6 +924,18 @@ mod tests {
         }
     }
 
+    /// The probe at `at` went unanswered: the claim answers, announces and says it took over.
+    fn assert_claims(m: &mut ClaimMachine, at: Duration) {
+        assert_eq!(
+            m.timer(at),
+            [
+                ClaimAction::Answer,
+                ClaimAction::Announce,
+                ClaimAction::TakenOver
+            ]
+        );
+    }
+
     fn theirs() -> BTreeSet<Mac> {
         [THEIRS].into()
     }
@@ -968,14 +980,7 @@ mod tests {
         assert_eq!(m.start(ms(0)), [ClaimAction::Probe]);
         assert!(m.watching());
         assert_eq!(m.wake_at(), Some(wait));
-        assert_eq!(
-            m.timer(wait),
-            [
-                ClaimAction::Answer,
-                ClaimAction::Announce,
-                ClaimAction::TakenOver
-            ]
-        );
+        assert_claims(&mut m, wait);
     }
 
     #[test]
@@ -1001,14 +1006,7 @@ mod tests {
         // Gone: the next probe goes unanswered and the IP is taken over.
         let again = m.wake_at().unwrap_or_default();
         assert_eq!(m.timer(again), [ClaimAction::Probe]);
-        assert_eq!(
-            m.timer(again + t.witness_wait),
-            [
-                ClaimAction::Answer,
-                ClaimAction::Announce,
-                ClaimAction::TakenOver
-            ]
-        );
+        assert_claims(&mut m, again + t.witness_wait);
     }
 
     #[test]
@@ -1127,14 +1125,7 @@ mod tests {
         );
         assert_eq!(m.timer(again), [ClaimAction::Probe]);
         // It let go: the probe goes unanswered and this node claims.
-        assert_eq!(
-            m.timer(again + t.witness_wait),
-            [
-                ClaimAction::Answer,
-                ClaimAction::Announce,
-                ClaimAction::TakenOver
-            ]
-        );
+        assert_claims(&mut m, again + t.witness_wait);
     }
 
     #[test]
