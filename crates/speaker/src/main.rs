@@ -5,8 +5,22 @@ use clap::Parser;
 /// Exit status when a thread or task panicked.
 const PANICKED: i32 = 70;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Async workers: the speaker's loop, gossip and the watches need little CPU, and the thread
+/// count must not follow the node's core count (the links' threads do the per-frame work).
+const WORKERS: usize = 2;
+/// Blocking helpers (name resolution for the API client).
+const BLOCKING: usize = 2;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .max_blocking_threads(BLOCKING)
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = ferrolb_speaker::Args::parse();
     ferrolb_observe::init_logging(&args.log_format);
     // No half-alive speaker: a panic anywhere (a link's reader thread, a claim, the gossip task)

@@ -59,6 +59,8 @@ pub struct L2Metrics {
     pub gratuitous: Family<IpLabel, Counter>,
     /// Frames dropped as malformed, by interface.
     pub malformed: Family<InterfaceLabel, Counter>,
+    /// Raw sockets that could not be opened and frames that could not be sent, by interface.
+    pub link_errors: Family<InterfaceLabel, Counter>,
     /// Address conflicts detected (another MAC claims an IP this node announces).
     pub conflicts: Family<IpLabel, Counter>,
     /// Takeovers held back because another MAC still answers the IP (an owner that gossip calls
@@ -188,6 +190,11 @@ impl Metrics {
             "ferrolb_layer2_malformed_frames",
             "ARP/NDP frames dropped as malformed, by interface",
             m.l2.malformed.clone(),
+        );
+        registry.register(
+            "ferrolb_layer2_link_errors",
+            "Raw sockets that could not be opened and frames that could not be sent, by interface (each retried)",
+            m.l2.link_errors.clone(),
         );
         registry.register(
             "ferrolb_layer2_conflicts",

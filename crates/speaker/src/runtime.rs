@@ -959,6 +959,25 @@ impl<R: Announce> Runtime<'_, R> {
         }
     }
 
+    /// A link that cannot be used (its socket, or sending on it) becomes a Warning on this
+    /// node, and a Normal Event once it works again.
+    fn report_link(&self, report: &L2Report) {
+        let node = &self.config.node;
+        match report {
+            L2Report::LinkFailed { interface, error } => self.tell_node(
+                "LinkFailed",
+                format!("the speaker on {node} cannot use {interface} ({error}): IPs placed on it may go unanswered; retrying"),
+                Severity::Warning,
+            ),
+            L2Report::LinkRecovered { interface } => self.tell_node(
+                "LinkRecovered",
+                format!("the speaker on {node} uses {interface} again"),
+                Severity::Normal,
+            ),
+            _ => {}
+        }
+    }
+
     /// Reports (once per change) when kube-proxy runs in IPVS mode without strict ARP.
     fn check_ipvs(&mut self) {
         let problem = crate::l2::ipvs::problem(crate::l2::ipvs::read());
@@ -1096,6 +1115,7 @@ pub async fn run(
             Wake::CachesLoaded => tracing::info!(node = %runtime.config.node, "caches loaded"),
             Wake::Report(report) => {
                 runtime.report_conflict(&report);
+                runtime.report_link(&report);
                 // A takeover held back or done changes what this node announces: a round
                 // brings the statuses in line; a conflict changes nothing to decide.
                 if !runtime.takeover_report(&report) {

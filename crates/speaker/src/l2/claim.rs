@@ -3,9 +3,9 @@
 //! ARP / unsolicited NA and its repeats, then the optional periodic refresh.
 //!
 //! The decisions are a pure state machine ([`ClaimMachine`]: events in, actions out, its timers
-//! as data), tested without sockets or a clock; [`Claim::run`] drives it on the claim's
-//! short-lived thread (one per (IP, link), to be folded into the link's loop) and stops the
-//! moment the IP is lost.
+//! as data), tested without sockets or a clock. Every claim of a link lives in one
+//! [`crate::l2::claim_set::ClaimSet`], driven by that link's one loop
+//! ([`crate::l2::link_loop`]): no thread or task per IP.
 //!
 //! Three kinds of gain:
 //! - a **handover** (nobody held the IP: a new Service): answer at once; a claim seen during the
@@ -26,18 +26,11 @@
 //! takeover. After either kind claims, an answer that comes later still makes this node fall
 //! silent at once.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ferrolb_wire::Mac;
-use pnet_datalink::DataLinkSender;
-use tokio::sync::mpsc::UnboundedSender;
-
-use crate::l2::freshness::Freshness;
-use crate::metrics::L2Metrics;
 
 /// What to do when another host already answers for a newly gained IP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -157,234 +150,19 @@ pub enum L2Report {
         /// Where.
         interface: String,
     },
-}
-
-/// The IPs one link answers for, and which claim of each is current.
-#[derive(Debug, Default)]
-pub struct Owned {
-    /// IPv4 addresses answered now.
-    pub v4: BTreeSet<Ipv4Addr>,
-    /// IPv6 addresses answered now.
-    pub v6: BTreeSet<Ipv6Addr>,
-    /// Gained and not lost since, with the generation of the claim that serves it; a claim
-    /// whose generation is no longer here stops.
-    pub wanted: BTreeMap<IpAddr, u64>,
-}
-
-impl Owned {
-    fn answer(&mut self, ip: IpAddr) {
-        match ip {
-            IpAddr::V4(v4) => self.v4.insert(v4),
-            IpAddr::V6(v6) => self.v6.insert(v6),
-        };
-    }
-
-    /// Whether `ip` is answered now.
-    pub fn answers(&self, ip: IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(v4) => self.v4.contains(&v4),
-            IpAddr::V6(v6) => self.v6.contains(&v6),
-        }
-    }
-
-    /// Every IP answered now.
-    pub fn answered(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        let v4 = self.v4.iter().copied().map(IpAddr::V4);
-        v4.chain(self.v6.iter().copied().map(IpAddr::V6))
-    }
-
-    /// Stops answering for `ip` but keeps its claim (a takeover held back).
-    pub fn silence(&mut self, ip: IpAddr) {
-        match ip {
-            IpAddr::V4(v4) => self.v4.remove(&v4),
-            IpAddr::V6(v6) => self.v6.remove(&v6),
-        };
-    }
-
-    /// Stops answering for `ip` and ends its claim.
-    pub fn forget(&mut self, ip: IpAddr) {
-        self.wanted.remove(&ip);
-        match ip {
-            IpAddr::V4(v4) => self.v4.remove(&v4),
-            IpAddr::V6(v6) => self.v6.remove(&v6),
-        };
-    }
-}
-
-/// What a link's threads share.
-pub struct LinkShared {
-    /// Interface name.
-    pub name: String,
-    /// Its MAC.
-    pub mac: Mac,
-    /// Sending half of its channel.
-    pub tx: Mutex<Box<dyn DataLinkSender>>,
-    /// Answered and wanted IPs.
-    pub owned: RwLock<Owned>,
-    /// IPs being probed, with the MACs seen claiming them (filled by the reader thread).
-    pub claims: Mutex<BTreeMap<IpAddr, BTreeSet<Mac>>>,
-    /// The speaker is leaving: keep answering questions until the next owner claims the IP,
-    /// but announce nothing more and leave address probes to the next owner (answering them
-    /// would hold its claim back).
-    pub quiet: AtomicBool,
-    /// Answer and announce only while this is current (not after a freeze).
-    pub fresh: Arc<Freshness>,
-    /// Leaving: IPs the next owner has claimed (answered only to unicast questions).
-    pub yielded: Mutex<BTreeSet<IpAddr>>,
-}
-
-impl std::fmt::Debug for LinkShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinkShared")
-            .field("name", &self.name)
-            .field("mac", &self.mac)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LinkShared {
-    /// Sends one frame; a failure is logged (the next repeat may get through).
-    pub fn send(&self, frame: &[u8]) -> bool {
-        let mut tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
-        match tx.send_to(frame, None) {
-            Some(Err(e)) => {
-                tracing::warn!(interface = %self.name, error = %e, "frame not sent");
-                false
-            }
-            _ => true,
-        }
-    }
-
-    /// Sends the gratuitous ARP / unsolicited NA for `ip` and counts it; nothing once the
-    /// speaker is leaving.
-    pub fn announce(&self, ip: IpAddr, metrics: &L2Metrics) {
-        if self.quiet.load(Ordering::Relaxed) || !self.fresh.current() {
-            return;
-        }
-        let frames = announce_frames(self.mac, ip);
-        if frames.iter().filter(|f| self.send(f)).count() > 0 {
-            L2Metrics::count(&metrics.gratuitous, ip);
-        }
-    }
-
-    /// Notes another station's claim (from [`ferrolb_wire::claim_in`], read once per frame by
-    /// the reader) if its IP is being probed.
-    pub fn watch_claims(&self, claim: Option<(IpAddr, Mac)>) {
-        let Some((ip, mac)) = claim.filter(|(_, mac)| *mac != self.mac) else {
-            return;
-        };
-        if let Some(macs) = self
-            .claims
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(&ip)
-        {
-            macs.insert(mac);
-        }
-    }
-
-    /// While leaving: once another station claims an IP (the next owner's announcement or
-    /// answer), stops answering broadcast and multicast questions for it, so that both answer
-    /// the segment only for that moment, not the whole grace. A client that still asks this
-    /// MAC directly (unicast, to confirm a neighbour entry that missed the announcement) is
-    /// still answered: this node serves the IP until its grace ends.
-    pub fn yield_claimed(&self, claim: Option<(IpAddr, Mac)>) {
-        let Some((ip, mac)) = claim else {
-            return;
-        };
-        if mac == self.mac
-            || !self
-                .owned
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .answers(ip)
-        {
-            return;
-        }
-        let mut yielded = self.yielded.lock().unwrap_or_else(PoisonError::into_inner);
-        if yielded.insert(ip) {
-            tracing::info!(%ip, %mac, interface = %self.name, "leaving: the next owner claimed it");
-        }
-    }
-
-    /// Whether a reply to `request` for `ip` may go out while leaving: not to the segment
-    /// once the next owner claimed the IP (see [`Self::yield_claimed`]).
-    pub fn may_answer(&self, request: &[u8], ip: IpAddr) -> bool {
-        let to_us = request.get(..6).is_some_and(|dst| dst == self.mac.0);
-        to_us
-            || !self
-                .yielded
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&ip)
-    }
-
-    fn current(&self, ip: IpAddr, generation: u64) -> bool {
-        self.owned
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .wanted
-            .get(&ip)
-            == Some(&generation)
-    }
-
-    /// Starts answering, unless the claim was ended meanwhile (checked under the same lock
-    /// `lost` takes, so a lost IP is never answered again).
-    fn answer(&self, ip: IpAddr, generation: u64) -> bool {
-        let mut owned = self.owned.write().unwrap_or_else(PoisonError::into_inner);
-        if owned.wanted.get(&ip) != Some(&generation) {
-            return false;
-        }
-        owned.answer(ip);
-        true
-    }
-
-    /// Stops answering `ip` while keeping its claim (a takeover held back).
-    fn silence(&self, ip: IpAddr) {
-        self.owned
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .silence(ip);
-    }
-
-    fn start_watch(&self, ip: IpAddr) {
-        self.claims
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(ip, BTreeSet::new());
-    }
-
-    /// The MACs seen since the last call, and keeps watching.
-    fn take_claims(&self, ip: IpAddr) -> BTreeSet<Mac> {
-        self.claims
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(&ip)
-            .map(std::mem::take)
-            .unwrap_or_default()
-    }
-
-    fn stop_watch(&self, ip: IpAddr) {
-        self.claims
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&ip);
-    }
-}
-
-fn probe_frame(mac: Mac, ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => ferrolb_wire::arp_probe(mac, v4),
-        IpAddr::V6(v6) => ferrolb_wire::dad_ns(mac, v6),
-    }
-}
-
-/// The gratuitous frames announcing `ip` from `mac`.
-fn announce_frames(mac: Mac, ip: IpAddr) -> Vec<Vec<u8>> {
-    match ip {
-        IpAddr::V4(v4) => ferrolb_wire::gratuitous_arp(mac, v4).into_iter().collect(),
-        IpAddr::V6(v6) => vec![ferrolb_wire::unsolicited_na(mac, v6)],
-    }
+    /// The link cannot be used: its raw socket cannot be opened, or frames cannot be sent on
+    /// it (said once when it starts; retried meanwhile).
+    LinkFailed {
+        /// The interface.
+        interface: String,
+        /// What failed.
+        error: String,
+    },
+    /// A link that failed works again.
+    LinkRecovered {
+        /// The interface.
+        interface: String,
+    },
 }
 
 /// Why this node gained an IP, which decides how carefully it claims it.
@@ -603,6 +381,22 @@ impl ClaimMachine {
         actions
     }
 
+    /// The probe just asked for could not be sent: silence on the link proves nothing, so a
+    /// claim waiting for its witness probes again after [`ClaimTiming::succession_retry`]
+    /// instead of claiming.
+    pub fn probe_failed(&mut self, now: Duration) {
+        if let Phase::Checking {
+            answering: false, ..
+        } = self.phase
+            && self.witnessed()
+        {
+            self.seen.clear();
+            self.phase = Phase::Deferred {
+                next: now + self.timing.succession_retry,
+            };
+        }
+    }
+
     /// The timer of [`Self::wake_at`] is due.
     pub fn timer(&mut self, now: Duration) -> Vec<ClaimAction> {
         match self.phase.clone() {
@@ -757,153 +551,6 @@ impl ClaimMachine {
         let spread = u64::try_from(spread.as_micros()).unwrap_or(u64::MAX);
         let extra = if spread == 0 { 0 } else { z % (spread + 1) };
         base + Duration::from_micros(extra)
-    }
-}
-
-/// How often a claim that listens for other stations looks at what the link's reader saw: an
-/// answer to a takeover probe must silence this node within a few milliseconds.
-const CLAIM_POLL: Duration = Duration::from_millis(5);
-
-/// One claim: everything a link does for an IP it gained.
-#[derive(Debug)]
-pub struct Claim {
-    /// The link.
-    pub link: Arc<LinkShared>,
-    /// The IP.
-    pub ip: IpAddr,
-    /// The generation in [`Owned::wanted`] this claim serves.
-    pub generation: u64,
-    /// Handover, succession or takeover.
-    pub kind: ClaimKind,
-    /// Timing and policy.
-    pub timing: ClaimTiming,
-    /// Counters.
-    pub metrics: L2Metrics,
-    /// Where conflicts are reported.
-    pub reports: UnboundedSender<L2Report>,
-}
-
-impl Claim {
-    /// Carries out the machine's actions; false when the IP was lost meanwhile.
-    fn carry_out(&self, actions: Vec<ClaimAction>, probe: &[u8]) -> bool {
-        let (ip, interface) = (self.ip, &self.link.name);
-        for action in actions {
-            match action {
-                ClaimAction::Probe => {
-                    if !self.link.current(ip, self.generation) {
-                        return false;
-                    }
-                    self.link.send(probe);
-                }
-                ClaimAction::Answer => {
-                    if !self.link.answer(ip, self.generation) {
-                        return false;
-                    }
-                }
-                ClaimAction::Silence => self.link.silence(ip),
-                // A repeat falls due up to a second after the last check: an IP lost meanwhile
-                // must not be announced once more (it would pull clients to a node that no
-                // longer answers for it).
-                ClaimAction::Announce => {
-                    if !self.link.current(ip, self.generation) {
-                        return false;
-                    }
-                    self.link.announce(ip, &self.metrics);
-                }
-                ClaimAction::Conflict { macs, withdrawn } => {
-                    for mac in macs {
-                        tracing::warn!(%ip, %mac, %interface, withdrawn, "address conflict: another station answers for this IP");
-                        L2Metrics::count(&self.metrics.conflicts, ip);
-                        let _ = self.reports.send(L2Report::Conflict {
-                            ip,
-                            mac,
-                            interface: interface.clone(),
-                            withdrawn,
-                        });
-                    }
-                }
-                ClaimAction::ConflictCleared => {
-                    tracing::info!(%ip, %interface, "address conflict over; announcing");
-                    let _ = self.reports.send(L2Report::ConflictCleared {
-                        ip,
-                        interface: interface.clone(),
-                    });
-                }
-                ClaimAction::TakeoverDeferred { macs } => {
-                    self.metrics.takeover_deferred.inc();
-                    for mac in macs {
-                        tracing::info!(%ip, %mac, %interface, kind = ?self.kind, "claim held back: another node still answers on the link");
-                        let _ = self.reports.send(L2Report::TakeoverDeferred {
-                            ip,
-                            mac,
-                            interface: interface.clone(),
-                        });
-                    }
-                }
-                ClaimAction::TakenOver => {
-                    tracing::info!(%ip, %interface, kind = ?self.kind, "claimed: nobody else answers on the link");
-                    let _ = self.reports.send(L2Report::TakenOver {
-                        ip,
-                        interface: interface.clone(),
-                    });
-                }
-            }
-        }
-        true
-    }
-
-    /// Runs the claim to its end (the IP lost, or the repeats done without a refresh).
-    pub fn run(self) {
-        let (ip, generation) = (self.ip, self.generation);
-        let probe = probe_frame(self.link.mac, ip);
-        let epoch = std::time::Instant::now();
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0))
-            ^ generation;
-        let mut machine = ClaimMachine::new(self.kind, self.timing.clone(), seed);
-        // Watch before the first probe, so an answer to it is not missed.
-        self.link.start_watch(ip);
-        let mut watching = true;
-        let mut actions = machine.start(epoch.elapsed());
-        loop {
-            // Before the actions: an answer to the probe among them may come back within a
-            // millisecond, and must find the watch open.
-            if machine.watching() != watching {
-                watching = machine.watching();
-                if watching {
-                    self.link.start_watch(ip);
-                } else {
-                    self.link.stop_watch(ip);
-                }
-            }
-            if !self.carry_out(std::mem::take(&mut actions), &probe)
-                || !self.link.current(ip, generation)
-            {
-                break;
-            }
-            let Some(due) = machine.wake_at() else {
-                break;
-            };
-            let now = epoch.elapsed();
-            let until = if watching {
-                due.min(now + CLAIM_POLL)
-            } else {
-                due
-            };
-            std::thread::sleep(until.saturating_sub(now));
-            let now = epoch.elapsed();
-            if watching {
-                actions = machine.claims_seen(self.link.take_claims(ip), now);
-                if !actions.is_empty() {
-                    continue;
-                }
-            }
-            if now >= due {
-                actions = machine.timer(now);
-            }
-        }
-        self.link.stop_watch(ip);
     }
 }
 
@@ -1163,6 +810,17 @@ mod tests {
             [ClaimAction::Silence]
         );
         assert!(!m.watching());
+    }
+
+    #[test]
+    fn a_takeover_whose_probe_was_not_sent_probes_again_instead_of_claiming() {
+        let mut m = ClaimMachine::new(ClaimKind::Takeover, timing(ConflictPolicy::Warn), 1);
+        assert_eq!(m.start(ms(0)), [ClaimAction::Probe]);
+        m.probe_failed(ms(1));
+        assert!(!m.watching());
+        assert_eq!(m.wake_at(), Some(ms(21)));
+        assert_eq!(m.timer(ms(21)), [ClaimAction::Probe]);
+        assert_claims(&mut m, ms(51));
     }
 
     #[test]

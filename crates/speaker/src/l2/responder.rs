@@ -1,8 +1,9 @@
 //! The one place that touches raw sockets: a pnet datalink channel per interface (not
 //! promiscuous), a thread per interface reading frames and answering with
-//! [`ferrolb_wire::Responder`], a [`Claim`] per gained IP and link (conflict probe, gratuitous
-//! ARP / unsolicited NA, refresh), and the IPv6 solicited-node multicast memberships that make a
-//! real NIC deliver Neighbor Solicitations.
+//! [`ferrolb_wire::Responder`], a loop per interface that claims the IPs gained on it
+//! ([`crate::l2::link_loop`]: conflict probe, gratuitous ARP / unsolicited NA, refresh), and the
+//! IPv6 solicited-node multicast memberships that make a real NIC deliver Neighbor
+//! Solicitations. Two threads per link, none per IP.
 //!
 //! Needs `CAP_NET_RAW` (packet sockets) only; joining multicast groups uses a plain UDP socket
 //! and watching links a netlink socket, neither of which needs a capability.
@@ -10,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,10 +23,12 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::announcer::Announce;
 use crate::election::Interfaces;
-use crate::l2::claim::{Claim, ClaimKind, ClaimTiming, L2Report, LinkShared, Owned};
+use crate::l2::claim::{ClaimKind, ClaimTiming, L2Report};
 use crate::l2::freshness::Freshness;
 use crate::l2::groups::Memberships;
 use crate::l2::interfaces::{LinkInfo, NameFilter, select, usable_names};
+use crate::l2::link::{LinkShared, Owned};
+use crate::l2::link_loop::{LinkCommand, LinkLoop};
 use crate::metrics::{InterfaceLabel, IpLabel, L2Metrics};
 use prometheus_client::metrics::counter::Counter;
 
@@ -50,6 +54,17 @@ struct Link {
     shared: Arc<LinkShared>,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
+    /// To the link's loop (which ends once this and the reader's copy are gone).
+    commands: Option<Sender<LinkCommand>>,
+    claims: Option<JoinHandle<()>>,
+}
+
+impl Link {
+    fn tell(&self, command: LinkCommand) {
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(command);
+        }
+    }
 }
 
 impl Drop for Link {
@@ -57,6 +72,10 @@ impl Drop for Link {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
+        }
+        self.commands = None;
+        if let Some(claims) = self.claims.take() {
+            let _ = claims.join();
         }
     }
 }
@@ -90,6 +109,8 @@ pub struct L2Responder {
     kinds: BTreeMap<IpAddr, ClaimKind>,
     /// Until when answering is allowed (renewed by its keeper thread), and what the links hear.
     fresh: Arc<Freshness>,
+    /// Interfaces whose raw socket could not be opened (retried on every recheck).
+    unopened: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for L2Responder {
@@ -132,6 +153,7 @@ fn read_loop(
     mut rx: Box<dyn pnet_datalink::DataLinkReceiver>,
     stop: Arc<AtomicBool>,
     metrics: L2Metrics,
+    claims: Sender<LinkCommand>,
 ) {
     // Cloned out of the family: holding what `get_or_create` returns keeps the family's lock,
     // and the next interface's reader could never add its own series.
@@ -158,7 +180,9 @@ fn read_loop(
             }
         };
         let claim = ferrolb_wire::claim_in(frame);
-        link.watch_claims(claim);
+        if let Some((ip, mac)) = link.watches(claim) {
+            let _ = claims.send(LinkCommand::Seen(ip, mac));
+        }
         if link.quiet.load(Ordering::Relaxed) {
             if ferrolb_wire::is_address_probe(frame) {
                 continue;
@@ -234,6 +258,7 @@ impl L2Responder {
             generation: 0,
             kinds: BTreeMap::new(),
             fresh: Arc::default(),
+            unopened: BTreeSet::new(),
         };
         Freshness::keep(&responder.fresh)?;
         Ok((responder, rx))
@@ -257,17 +282,35 @@ impl L2Responder {
             mac,
             tx: Mutex::new(tx),
             owned: RwLock::new(Owned::default()),
-            claims: Mutex::default(),
+            watched: RwLock::default(),
             yielded: Mutex::default(),
             quiet: AtomicBool::new(false),
             fresh: self.fresh.clone(),
+            send_errors: self.link_errors(&iface.name),
+            failing: AtomicBool::new(false),
+            reports: self.reports.clone(),
         });
+        let (commands, commands_rx) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
+        let claims = {
+            let link_loop = LinkLoop::new(
+                shared.clone(),
+                self.config.timing.clone(),
+                commands_rx,
+                self.metrics.clone(),
+                self.reports.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("l2-claims-{}", iface.name))
+                .spawn(move || link_loop.run())?
+        };
+        // A link whose reader cannot start is not opened; its loop ends with the last sender.
         let reader = {
             let (shared, stop, metrics) = (shared.clone(), stop.clone(), self.metrics.clone());
+            let commands = commands.clone();
             std::thread::Builder::new()
                 .name(format!("l2-{}", iface.name))
-                .spawn(move || read_loop(shared, rx, stop, metrics))?
+                .spawn(move || read_loop(shared, rx, stop, metrics, commands))?
         };
         self.links.insert(
             iface.name.clone(),
@@ -276,9 +319,63 @@ impl L2Responder {
                 shared,
                 stop,
                 reader: Some(reader),
+                commands: Some(commands),
+                claims: Some(claims),
             },
         );
         Ok(())
+    }
+
+    /// The counter of frames `interface` could not send or receive on.
+    fn link_errors(&self, interface: &str) -> Counter {
+        self.metrics
+            .link_errors
+            .get_or_create(&InterfaceLabel {
+                interface: interface.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The socket of `interface` cannot be opened: counted, and said once until it opens
+    /// (retried on every recheck of the links).
+    fn open_failed(&mut self, interface: &str, error: &std::io::Error) {
+        self.link_errors(interface).inc();
+        if self.unopened.insert(interface.to_owned()) {
+            tracing::warn!(%interface, %error, "cannot open a raw socket (CAP_NET_RAW needed); retrying");
+            let _ = self.reports.send(L2Report::LinkFailed {
+                interface: interface.to_owned(),
+                error: format!("cannot open a raw socket (CAP_NET_RAW needed): {error}"),
+            });
+        }
+    }
+
+    /// Tries again to open the links whose socket could not be opened, and claims the IPs
+    /// placed on those that open now.
+    fn retry_unopened(&mut self) {
+        let unopened = std::mem::take(&mut self.unopened);
+        let all = self.interfaces.clone();
+        for name in unopened {
+            let Some(iface) = all.iter().find(|i| i.name == name) else {
+                continue;
+            };
+            if let Err(e) = self.open(iface) {
+                self.open_failed(&name, &e);
+                continue;
+            }
+            tracing::info!(interface = %name, "raw socket open");
+            let _ = self.reports.send(L2Report::LinkRecovered {
+                interface: name.clone(),
+            });
+            let waiting: Vec<IpAddr> = self
+                .placed
+                .iter()
+                .filter(|(_, (_, names))| names.contains(&name))
+                .map(|(ip, _)| *ip)
+                .collect();
+            for ip in waiting {
+                self.start(ip, iface);
+            }
+        }
     }
 
     fn join_group(&mut self, ip: Ipv6Addr, index: u32) {
@@ -306,10 +403,13 @@ impl L2Responder {
         }
     }
 
-    /// Starts a claim for `ip` on the link `name`.
+    /// Starts a claim for `ip` on the link `name` (once its socket opens, if it does not yet).
     fn start(&mut self, ip: IpAddr, iface: &NetworkInterface) {
+        if self.unopened.contains(&iface.name) {
+            return;
+        }
         if let Err(e) = self.open(iface) {
-            tracing::warn!(interface = %iface.name, error = %e, "cannot open a raw socket (CAP_NET_RAW needed)");
+            self.open_failed(&iface.name, &e);
             return;
         }
         let Some(link) = self.links.get(&iface.name) else {
@@ -323,26 +423,19 @@ impl L2Responder {
             .unwrap_or_else(PoisonError::into_inner)
             .wanted
             .insert(ip, generation);
-        let (index, shared) = (link.index, link.shared.clone());
+        let index = link.index;
         if let IpAddr::V6(v6) = ip {
             self.join_group(v6, index);
         }
+        let Some(link) = self.links.get(&iface.name) else {
+            return;
+        };
         let kind = self.kinds.get(&ip).copied().unwrap_or(ClaimKind::Handover);
-        let claim = Claim {
-            link: shared,
+        link.tell(LinkCommand::Start {
             ip,
             generation,
             kind,
-            timing: self.config.timing.clone(),
-            metrics: self.metrics.clone(),
-            reports: self.reports.clone(),
-        };
-        if let Err(e) = std::thread::Builder::new()
-            .name("l2-claim".into())
-            .spawn(move || claim.run())
-        {
-            tracing::warn!(%ip, error = %e, "cannot start announcing");
-        }
+        });
     }
 
     fn withdraw_from(&mut self, ip: IpAddr, name: &str) {
@@ -354,6 +447,7 @@ impl L2Responder {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .forget(ip);
+        link.tell(LinkCommand::Stop(ip));
         if let IpAddr::V6(v6) = ip {
             let index = link.index;
             self.leave_group(v6, index);
@@ -417,7 +511,7 @@ impl L2Responder {
 }
 
 impl Drop for L2Responder {
-    /// Ends every claim (their threads see it at their next step).
+    /// Ends every claim (each link's loop and reader end as its link is dropped).
     fn drop(&mut self) {
         for link in self.links.values() {
             *link
@@ -460,16 +554,7 @@ impl Announce for L2Responder {
 
     fn reannounce(&mut self) {
         for link in self.links.values() {
-            let answered: Vec<IpAddr> = link
-                .shared
-                .owned
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .answered()
-                .collect();
-            for ip in answered {
-                link.shared.announce(ip, &self.metrics);
-            }
+            link.tell(LinkCommand::Reannounce);
         }
     }
 
@@ -528,6 +613,7 @@ impl Announce for L2Responder {
             .map(|(ip, (wanted, names))| (*ip, wanted.clone(), names.clone()))
             .collect();
         let (changed, all) = self.rescan();
+        self.retry_unopened();
         if !changed {
             return Vec::new();
         }
