@@ -21,6 +21,7 @@
 //! - [`answer`]: [`Responder::answer`], frame in, [`Verdict`] out.
 //! - [`announce`]: frames sent on our own initiative (gratuitous ARP, unsolicited NA, ARP probe,
 //!   DAD NS) and [`conflict_from`], which spots another host claiming one of our IPs.
+//! - [`filter`]: the classic BPF program that keeps every other frame in the kernel.
 //!
 //! # Data flow
 //!
@@ -46,6 +47,7 @@
 pub mod announce;
 pub mod answer;
 pub mod arp;
+pub mod filter;
 mod frame;
 pub mod mac;
 pub mod ndp;

@@ -396,7 +396,8 @@ fn links_added_or_removed_are_used_or_dropped_without_a_restart() {
 
 #[test]
 #[cfg_attr(not(lab_root), ignore = "needs root: network namespaces")]
-fn a_flood_of_malformed_frames_is_counted_and_answers_continue() {
+fn a_flood_of_malformed_frames_stays_in_the_kernel_or_is_counted_and_answers_continue() {
+    const FLOOD: u64 = 20_000;
     let (_topo, a, _b, client) = lab("f");
     let speaker = Responder::start(&a, &["192.0.2.200"]);
     in_ns(
@@ -407,7 +408,7 @@ fn a_flood_of_malformed_frames_is_counted_and_answers_continue() {
             "--iface",
             &client.iface,
             "--count",
-            "20000",
+            &FLOOD.to_string(),
         ],
     )
     .unwrap();
@@ -416,13 +417,23 @@ fn a_flood_of_malformed_frames_is_counted_and_answers_continue() {
         "still answering after the flood"
     );
     let counters = speaker.stop();
-    let malformed: u64 = counters
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("malformed="))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(malformed > 1000, "malformed frames counted: {counters}");
+    let counter = |name: &str| -> u64 {
+        counters
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (malformed, requests) = (counter("malformed"), counter("requests"));
+    // A flipped byte past the fixed header passes the socket filter: counted, never answered
+    // wrongly. Truncated frames, wrong sizes and bad opcodes (three in four) never reach the
+    // speaker at all.
+    assert!(malformed > 0, "malformed frames counted: {counters}");
+    assert!(
+        malformed + requests < FLOOD / 2,
+        "most of the flood stays in the kernel: {counters}"
+    );
 }
 
 /// The IPv6 multicast groups `host`'s link has joined (`ip -6 maddr show`).

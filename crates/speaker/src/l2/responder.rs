@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use ferrolb_wire::{Mac, Responder, Verdict};
 use pnet_datalink::{Channel, NetworkInterface};
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockFilter, Socket, Type};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::announcer::Announce;
@@ -148,6 +148,27 @@ fn scan() -> (Vec<NetworkInterface>, Vec<Scanned>) {
     (all, scanned)
 }
 
+/// Room for a burst of questions while the reader is busy (the kernel caps it at
+/// `net.core.rmem_max`).
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// A packet socket that receives nothing until bound (protocol 0; pnet binds it to its
+/// interface for every protocol), with [`ferrolb_wire::filter`] attached first: frames this
+/// node never answers stay in the kernel.
+fn filtered_socket() -> std::io::Result<i32> {
+    use std::os::fd::IntoRawFd;
+    let socket = Socket::new(Domain::PACKET, Type::RAW, None)?;
+    let program: Vec<SockFilter> = ferrolb_wire::filter::program()
+        .into_iter()
+        .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
+        .collect();
+    socket.attach_filter(&program)?;
+    if let Err(e) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
+        tracing::debug!(error = %e, "receive buffer left at its default");
+    }
+    Ok(socket.into_raw_fd())
+}
+
 fn read_loop(
     link: Arc<LinkShared>,
     mut rx: Box<dyn pnet_datalink::DataLinkReceiver>,
@@ -272,6 +293,7 @@ impl L2Responder {
         let config = pnet_datalink::Config {
             read_timeout: Some(READ_TIMEOUT),
             promiscuous: false,
+            socket_fd: Some(filtered_socket()?),
             ..pnet_datalink::Config::default()
         };
         let Channel::Ethernet(tx, rx) = pnet_datalink::channel(iface, config)? else {
