@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use ferrolb_api::annotations::{NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL};
 use ferrolb_api::{IPAddressPool, L2Advertisement, ServiceL2Status};
 use ferrolb_observe::events::Severity;
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -51,6 +51,8 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(5);
 /// Interfaces and the kube-proxy IPVS setting are also checked this often, in case a link
 /// change notice was missed (or the netlink socket could not be opened).
 const RECHECK: Duration = Duration::from_secs(30);
+/// Longest a burst of events is taken in before the round that decides on all of them.
+const COALESCE: Duration = Duration::from_millis(10);
 
 /// What the runtime needs.
 #[derive(Debug, Clone)]
@@ -331,19 +333,24 @@ impl Stores {
             usable: inputs::usable_by_node(self.speaker_pods().iter().map(AsRef::as_ref)),
             ignore_exclude_lb: config.ignore_exclude_lb,
         };
+        // Slices by Service, once: a join per Service would cost every Service times every
+        // slice.
         let slices = self.slices.state();
+        let mut by_service: std::collections::HashMap<String, Vec<&EndpointSlice>> =
+            std::collections::HashMap::new();
+        for slice in &slices {
+            if let Some(key) = inputs::slice_service(slice) {
+                by_service.entry(key).or_default().push(slice);
+            }
+        }
         let services = self
             .services
             .state()
             .iter()
             .filter_map(|svc| {
                 let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
-                let own: Vec<&EndpointSlice> = slices
-                    .iter()
-                    .filter(|s| inputs::slice_service(s).as_deref() == Some(key.as_str()))
-                    .map(AsRef::as_ref)
-                    .collect();
-                inputs::service(svc, config.lb_class.as_deref(), &own)
+                let own = by_service.get(&key).map_or(&[][..], Vec::as_slice);
+                inputs::service(svc, config.lb_class.as_deref(), own)
             })
             .collect();
         (cluster, services)
@@ -411,8 +418,11 @@ enum Wake {
     Changed,
     /// Every cache holds the whole cluster (once).
     CachesLoaded,
-    /// The responder reports an address conflict.
+    /// The responder reports (an address conflict, a takeover done or held back); once
+    /// taken in, they wait in [`Wakeups::reports`] with any that came with them.
     Report(L2Report),
+    /// Reports (and perhaps changes) taken in: see [`Wakeups::reports`].
+    Reports,
     /// Links changed (a burst of notices is one wake).
     LinksChanged,
     /// Time for the periodic checks of links and the kube-proxy IPVS setting.
@@ -446,6 +456,10 @@ struct Wakeups {
     isolation_at: Option<tokio::time::Instant>,
     /// The task that publishes statuses and Events.
     writer: tokio::task::JoinHandle<()>,
+    /// Reports of the links taken in since the loop last looked.
+    reports: Vec<L2Report>,
+    /// A watch change was taken in with them: the next round must run.
+    changed: bool,
 }
 
 impl Wakeups {
@@ -483,7 +497,36 @@ impl Wakeups {
             tokio::time::sleep(Duration::from_millis(50)).await;
             while self.feedback.links.try_recv().is_ok() {}
         }
+        if let Wake::Report(report) = wake {
+            self.reports.push(report);
+            self.coalesce();
+            return Wake::Reports;
+        }
+        if matches!(wake, Wake::Changed) {
+            self.coalesce();
+        }
         wake
+    }
+
+    /// Takes in whatever else is ready now (watch events, reports of the links), so that a
+    /// burst of them (thousands of takeovers reported, a Deployment's Services created at once)
+    /// costs one round, not one each. Bounded: a round follows within [`COALESCE`] even while
+    /// events keep coming.
+    fn coalesce(&mut self) {
+        let until = Instant::now() + COALESCE;
+        let mut more = true;
+        while more && Instant::now() < until {
+            more = false;
+            while let Ok(report) = self.feedback.reports.try_recv() {
+                self.reports.push(report);
+                more = true;
+            }
+            // An ended stream is seen again (and reported) by the next `next`.
+            while let Some(Some(())) = self.watches.next().now_or_never() {
+                self.changed = true;
+                more = true;
+            }
+        }
     }
 
     /// The gossip view now (and marks it seen).
@@ -1091,6 +1134,8 @@ pub async fn run(
         feedback,
         isolation_at: None,
         writer,
+        reports: Vec::new(),
+        changed: false,
     };
     let mut runtime = Runtime {
         announcing: Announcing::new(&config.node),
@@ -1113,12 +1158,16 @@ pub async fn run(
         match wakeups.next(shutdown.as_mut()).await {
             Wake::Changed => {}
             Wake::CachesLoaded => tracing::info!(node = %runtime.config.node, "caches loaded"),
-            Wake::Report(report) => {
-                runtime.report_conflict(&report);
-                runtime.report_link(&report);
+            Wake::Report(_) | Wake::Reports => {
+                let mut takeovers = false;
+                for report in std::mem::take(&mut wakeups.reports) {
+                    runtime.report_conflict(&report);
+                    runtime.report_link(&report);
+                    takeovers |= runtime.takeover_report(&report);
+                }
                 // A takeover held back or done changes what this node announces: a round
                 // brings the statuses in line; a conflict changes nothing to decide.
-                if !runtime.takeover_report(&report) {
+                if !takeovers && !wakeups.changed {
                     continue;
                 }
             }
@@ -1143,6 +1192,7 @@ pub async fn run(
             }
             Wake::Shutdown => break,
         }
+        wakeups.changed = false;
         // Decide nothing until every cache holds the whole cluster.
         if wakeups.loaded {
             runtime.round(&wakeups.members());
