@@ -49,6 +49,55 @@ pub fn malformed_arp_frames(mac: [u8; 6], count: u32) -> impl Iterator<Item = Ve
     })
 }
 
+/// A mix of junk for a link flood, `count` frames to `dst` from `src`, in four kinds taken in
+/// turn: IPv4 UDP and IPv6 UDP (other traffic the speaker never looks at), malformed ARP (as
+/// [`malformed_arp_frames`]) and Neighbor Solicitations with a wrong checksum (well-formed
+/// enough to reach the speaker, which must drop them).
+pub fn junk_frames(src: [u8; 6], dst: [u8; 6], count: u32) -> Vec<Vec<u8>> {
+    let ethernet = |ethertype: [u8; 2]| {
+        let mut frame = dst.to_vec();
+        frame.extend_from_slice(&src);
+        frame.extend_from_slice(&ethertype);
+        frame
+    };
+    let udp4 = {
+        let mut frame = ethernet([0x08, 0x00]);
+        // IPv4, 20-byte header, 28 bytes in all, UDP, 192.0.2.2 -> 192.0.2.250, port 9.
+        frame.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+        frame.extend_from_slice(&[192, 0, 2, 2, 192, 0, 2, 250, 0x30, 0x39, 0, 9, 0, 8, 0, 0]);
+        frame.resize(60, 0);
+        frame
+    };
+    let udp6 = {
+        let mut frame = ethernet([0x86, 0xdd]);
+        frame.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
+        frame.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        frame.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfa]);
+        frame.extend_from_slice(&[0x30, 0x39, 0, 9, 0, 8, 0, 0]);
+        frame
+    };
+    let target: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfa);
+    let bad_ns = {
+        let mut frame = ferrolb_wire::dad_ns(ferrolb_wire::Mac(src), target);
+        frame[..6].copy_from_slice(&dst);
+        // The ICMPv6 checksum (bytes 56-57) made wrong.
+        frame[56] ^= 0xff;
+        frame
+    };
+    let mut arp = malformed_arp_frames(src, count.div_ceil(4)).map(|mut f| {
+        f[..6].copy_from_slice(&dst);
+        f
+    });
+    (0..count)
+        .map(|i| match i % 4 {
+            0 => udp4.clone(),
+            1 => udp6.clone(),
+            2 => arp.next().unwrap_or_else(|| udp4.clone()),
+            _ => bad_ns.clone(),
+        })
+        .collect()
+}
+
 /// Kinds of datagrams a speaker must drop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forgery {

@@ -11,7 +11,8 @@
 //! - [`prober`]: the client's view of an outage;
 //! - [`faults`]: link cuts, gossip partitions, frozen processes;
 //! - [`scrape`]: Prometheus `/metrics` pages read into samples and speaker views;
-//! - [`forgery`]: crafted frames and gossip datagrams, captures and replays;
+//! - [`forgery`]: crafted frames and gossip datagrams, captures and replays, junk floods;
+//! - [`sweep`]: who answers ARP/NDP for thousands of IPs, from the client;
 //! - [`wait`]: the one way to wait for a condition; [`binaries`]: the one way to find binaries.
 
 pub mod apiproxy;
@@ -25,6 +26,7 @@ pub mod prober;
 pub mod process;
 pub mod scenarios;
 pub mod scrape;
+pub mod sweep;
 pub mod topology;
 pub mod wait;
 pub mod witness;

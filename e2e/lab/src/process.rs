@@ -444,6 +444,30 @@ impl<T: Send + 'static> LineTool<T> {
         self.records.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// The records from index `from` on, and the index after the last.
+    pub fn since(&self, from: usize) -> (Vec<T>, usize)
+    where
+        T: Clone,
+    {
+        self.records.lock().map_or((Vec::new(), from), |r| {
+            (r.get(from..).unwrap_or_default().to_vec(), r.len())
+        })
+    }
+
+    /// Writes one line to its stdin.
+    ///
+    /// # Errors
+    /// When it has closed its stdin (it exited).
+    pub fn send_line(&mut self, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("stdin closed"))?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()
+    }
+
     /// Closes its stdin, waits for it to exit and for its last lines to be read.
     ///
     /// # Errors

@@ -2,6 +2,10 @@
 //! - `responder --ip IP...`: answer ARP/NDP for these IPs on every interface until stdin closes;
 //!   a line `lose IP` or `gain IP` changes ownership. Prints counters at exit.
 //! - `flood --iface IF --count N`: send malformed and truncated ARP/NDP frames.
+//! - `junk --iface IF --dst MAC --rate N --seconds S`: a flood of other traffic and malformed
+//!   ARP/NDP to one station (see `ferrolb_lab::forgery::junk_frames`); prints what it sent.
+//! - `sweep --iface IF --rate N`: ARP/NDP for the IPs named on stdin (`add`/`del` lines), one
+//!   line per answer heard (see `ferrolb_lab::sweep`).
 //! - `probe --target IP`: an HTTP request to IP every 10 ms, one line per probe (who answered,
 //!   or why not) until stdin closes, then a summary (see `ferrolb_lab::prober`).
 //! - `witness --ip IP...`: ARP/NDP requests for these IPs every 10 ms, one line per request and
@@ -94,6 +98,30 @@ enum Command {
         count: u32,
         /// Frames per second (0: as fast as the link takes them).
         #[arg(long, default_value_t = 0)]
+        rate: u32,
+    },
+    /// A flood of junk to one station: other traffic and malformed ARP/NDP.
+    Junk {
+        /// Interface.
+        #[arg(long)]
+        iface: String,
+        /// The station flooded (its MAC, `aa:bb:cc:dd:ee:ff`).
+        #[arg(long)]
+        dst: String,
+        /// Frames per second.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u32,
+        /// How long.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Ask who answers the IPs named on stdin, printing every answer heard.
+    Sweep {
+        /// Interface.
+        #[arg(long, default_value = "eth0")]
+        iface: String,
+        /// Requests per second, over all targets in turn.
+        #[arg(long, default_value_t = 20_000)]
         rate: u32,
     },
     /// Probe a Service IP with HTTP requests (each its own TCP connection) every interval until
@@ -194,6 +222,53 @@ fn run_witness(iface: &str, ips: &[IpAddr], interval: Duration) -> anyhow::Resul
     }
     let out = std::sync::Mutex::new(std::io::stdout());
     ferrolb_lab::witness::run_witness(iface, ips, interval, &stop, &out)
+}
+
+fn junk(iface: &str, dst: &str, rate: u32, seconds: u64) -> anyhow::Result<()> {
+    let mut dst_mac = [0u8; 6];
+    let parts: Vec<u8> = dst
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(parts.len() == 6, "--dst is not a MAC: {dst}");
+    dst_mac.copy_from_slice(&parts);
+    let interfaces = pnet_datalink::interfaces();
+    let Some(nic) = interfaces.iter().find(|i| i.name == iface) else {
+        anyhow::bail!("no interface {iface}")
+    };
+    let config = pnet_datalink::Config {
+        write_buffer_size: 65536,
+        ..pnet_datalink::Config::default()
+    };
+    let pnet_datalink::Channel::Ethernet(mut tx, _rx) = pnet_datalink::channel(nic, config)?
+    else {
+        anyhow::bail!("not an Ethernet interface");
+    };
+    let src = nic.mac.map(|m| m.octets()).unwrap_or_default();
+    let frames = ferrolb_lab::forgery::junk_frames(src, dst_mac, 4096);
+    let started = std::time::Instant::now();
+    let until = Duration::from_secs(seconds);
+    let mut sent: u64 = 0;
+    // Paced in 1 ms batches: frame i leaves no earlier than i / rate s after the start.
+    while started.elapsed() < until {
+        let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+        while sent < due {
+            let frame = &frames[(sent % frames.len() as u64) as usize];
+            if let Some(Err(e)) = tx.send_to(frame, None) {
+                anyhow::bail!("send failed: {e}");
+            }
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("junk sent={sent} seconds={seconds:.2}");
+    Ok(())
+}
+
+fn sweep(iface: &str, rate: u32) -> anyhow::Result<()> {
+    let out = std::sync::Mutex::new(std::io::stdout());
+    ferrolb_lab::sweep::run_sweep(iface, rate, std::io::stdin().lock(), &out)
 }
 
 fn send_udp(to: std::net::SocketAddr, datagrams: &[String]) -> anyhow::Result<()> {
@@ -450,6 +525,13 @@ fn main() -> anyhow::Result<()> {
             conflict_policy,
         } => responder(ips, conflict_policy),
         Command::Flood { iface, count, rate } => flood(&iface, count, rate),
+        Command::Junk {
+            iface,
+            dst,
+            rate,
+            seconds,
+        } => junk(&iface, &dst, rate, seconds),
+        Command::Sweep { iface, rate } => sweep(&iface, rate),
         Command::Probe {
             target,
             port,
