@@ -72,7 +72,9 @@ pub fn junk_frames(src: [u8; 6], dst: [u8; 6], count: u32) -> Vec<Vec<u8>> {
         let mut frame = ethernet([0x86, 0xdd]);
         frame.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
         frame.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        frame.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfa]);
+        frame.extend_from_slice(&[
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfa,
+        ]);
         frame.extend_from_slice(&[0x30, 0x39, 0, 9, 0, 8, 0, 0]);
         frame
     };

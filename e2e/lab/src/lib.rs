@@ -3,6 +3,7 @@
 //!
 //! One module per job:
 //! - [`topology`]: namespaces, veth links, the bridge, addresses and names;
+//! - [`procstat`]: CPU, memory and threads of a process;
 //! - [`process`]: starting, signalling, restarting and supervising processes, their logs;
 //! - [`cluster`]: [`Lab`], the one guard that owns a run (network, processes, files) and
 //!   removes it on drop; bringing the whole system up;
@@ -24,6 +25,7 @@ pub mod objects;
 pub mod observe;
 pub mod prober;
 pub mod process;
+pub mod procstat;
 pub mod scenarios;
 pub mod scrape;
 pub mod sweep;

@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_wire::Mac;

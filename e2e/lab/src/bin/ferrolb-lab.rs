@@ -240,8 +240,7 @@ fn junk(iface: &str, dst: &str, rate: u32, seconds: u64) -> anyhow::Result<()> {
         write_buffer_size: 65536,
         ..pnet_datalink::Config::default()
     };
-    let pnet_datalink::Channel::Ethernet(mut tx, _rx) = pnet_datalink::channel(nic, config)?
-    else {
+    let pnet_datalink::Channel::Ethernet(mut tx, _rx) = pnet_datalink::channel(nic, config)? else {
         anyhow::bail!("not an Ethernet interface");
     };
     let src = nic.mac.map(|m| m.octets()).unwrap_or_default();
