@@ -405,13 +405,23 @@ async fn make_pool_b_overlap_pool_a(server: &test_apiserver::ApiServer) {
         },
     )
     .await;
-    let pool_events: Vec<Value> = list(server, ("events.k8s.io", "v1", "events"), NAMESPACE);
-    assert!(
-        pool_events
-            .iter()
-            .any(|e| e["reason"] == "InvalidPool" && e["type"] == "Warning"),
-        "no InvalidPool Warning Event on the pool: {pool_events:?}"
-    );
+    // The Event is published after the status, by another task: wait for it too.
+    eventually_async(
+        "an InvalidPool Warning Event on the pool",
+        Duration::from_secs(10),
+        || {
+            let events: Vec<Value> = list(server, ("events.k8s.io", "v1", "events"), NAMESPACE);
+            if events
+                .iter()
+                .any(|e| e["reason"] == "InvalidPool" && e["type"] == "Warning")
+            {
+                Ok(())
+            } else {
+                Err(format!("{events:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 /// Waits until `identity` holds the controller's Lease.
