@@ -388,6 +388,11 @@ impl Lab {
                 &kubeconfig,
                 "--crds",
                 &crds,
+                // Room for the scale bench's 10,000 Services (a /24 holds 254 ClusterIPs). No
+                // ClusterIP is ever routed in the lab, so loopback space keeps the documentation
+                // ranges for addresses that are.
+                "--service-cluster-ip-range",
+                "127.96.0.0/16,2001:db8:96::/108",
             ],
             &[],
         )?;
