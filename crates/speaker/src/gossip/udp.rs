@@ -142,7 +142,7 @@ pub async fn spawn(
                     let peers = peers_rx.borrow_and_update().clone();
                     // Suspicion must last long enough for a refutation to cross the whole
                     // cluster: follow its size as speakers come and go.
-                    let wanted = Timing::for_cluster(peers.len().max(3));
+                    let wanted = timing.profile.timing(peers.len().max(3));
                     if wanted != timing {
                         match gossip.set_config(wanted.config()) {
                             Ok(()) => {

@@ -9,6 +9,10 @@
 //! - `kill`: the owner's speaker gets `kill -9`; started again after traffic resumes;
 //! - `sigterm`: the owner's speaker gets SIGTERM (a rolling restart), exits after its grace
 //!   (2 s in the lab) and is started again, all while probing: lost probes are counted too;
+//! - `fast-node-cut`: `node-cut` with every speaker restarted on `--gossip-profile fast`;
+//! - `stress`: the fast profile for `--stress-minutes` (default 10) with nothing failed while
+//!   busy loops (twice as many as cores) keep every core busy: each owner change is a false
+//!   failover, and the client's longest gap and lost probes are counted too;
 //! - `keepalived-default` / `keepalived-v3-100ms`: keepalived (VRRPv2 defaults; VRRPv3 with
 //!   `advert_int 0.1`) in each node namespace holds 198.51.100.10 instead, and the master node is
 //!   cut off the same way.
@@ -16,9 +20,11 @@
 //! Before each trial the lab must be settled (every speaker sees 3 alive, one owner, unchanged
 //! for 3.5 s: past the previous owner's gratuitous ARP repeats) or, for keepalived, one master.
 //! Ends with one line per measurement:
-//! `failover-bench impl=<ferrolb|keepalived-default|keepalived-v3-100ms> scenario=<..> p50_ms=..
-//! p95_ms=.. max_ms=..`, the SIGTERM lost-probe counts, then
-//! `failover-bench ratio_node_cut_p95_vs_keepalived_default=..`.
+//! `failover-bench impl=<ferrolb|ferrolb-fast|keepalived-default|keepalived-v3-100ms>
+//! scenario=<..> p50_ms=.. p95_ms=.. max_ms=..`, the SIGTERM lost-probe counts,
+//! `failover-bench impl=ferrolb-fast scenario=stress false_failovers=..`, then
+//! `failover-bench ratio_node_cut_p95_vs_keepalived_default=..` and
+//! `failover-bench ratio_fast_node_cut_p95_vs_keepalived_v3=..`.
 //!
 //! Run with `cargo run --release -p ferrolb-e2e --bin failover-bench` (it builds the other lab
 //! binaries of the same profile first when started by cargo). Everything is removed at the end,
@@ -62,6 +68,12 @@ enum Scenario {
     Kill,
     /// Owner speaker SIGTERM and restart.
     Sigterm,
+    /// Owner node's link cut, every speaker on the fast gossip profile.
+    #[value(name = "fast-node-cut")]
+    FastNodeCut,
+    /// Fast profile, nothing failed, CPU hogs on every core for `--stress-minutes`: false
+    /// failovers.
+    Stress,
     /// keepalived, VRRPv2 defaults, master node cut.
     #[value(name = "keepalived-default")]
     KeepalivedDefault,
@@ -74,14 +86,23 @@ impl Scenario {
     fn implementation(self) -> &'static str {
         match self {
             Self::NodeCut | Self::Kill | Self::Sigterm => "ferrolb",
+            Self::FastNodeCut | Self::Stress => "ferrolb-fast",
             Self::KeepalivedDefault => "keepalived-default",
             Self::KeepalivedV3 => "keepalived-v3-100ms",
         }
     }
 
+    /// Whether the speakers run the fast gossip profile for this scenario.
+    fn fast(self) -> bool {
+        matches!(self, Self::FastNodeCut | Self::Stress)
+    }
+
     fn name(self) -> &'static str {
         match self {
-            Self::NodeCut | Self::KeepalivedDefault | Self::KeepalivedV3 => "node-cut",
+            Self::NodeCut | Self::FastNodeCut | Self::KeepalivedDefault | Self::KeepalivedV3 => {
+                "node-cut"
+            }
+            Self::Stress => "stress",
             Self::Kill => "kill",
             Self::Sigterm => "sigterm",
         }
@@ -102,9 +123,12 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "node-cut,kill,sigterm,keepalived-default,keepalived-v3-100ms"
+        default_value = "node-cut,kill,sigterm,fast-node-cut,stress,keepalived-default,keepalived-v3-100ms"
     )]
     scenarios: Vec<Scenario>,
+    /// How long the `stress` scenario keeps the cores busy.
+    #[arg(long, default_value_t = 10.0)]
+    stress_minutes: f64,
     /// Time a probe is given; a lost SYN is retried only after 1 s, so anything well below that
     /// counts real loss, and more than a few ms forgives a busy machine.
     #[arg(long, default_value_t = 250)]
@@ -167,7 +191,7 @@ fn ferrolb_trial(
         note.push_str(&format!(" (but {serving} served the client)"));
     }
     match scenario {
-        Scenario::NodeCut => {
+        Scenario::NodeCut | Scenario::FastNodeCut => {
             set_node_link(lab, owner, false)?;
             if !prober.wait_flowing(at, Duration::from_secs(2), RESUME_DEADLINE) {
                 note.push_str(", traffic did NOT resume");
@@ -193,7 +217,7 @@ fn ferrolb_trial(
     let report = prober.stop()?;
     // Restore for the next trial.
     match scenario {
-        Scenario::NodeCut => set_node_link(lab, owner, true)?,
+        Scenario::NodeCut | Scenario::FastNodeCut => set_node_link(lab, owner, true)?,
         Scenario::Kill => {
             lab.processes().restart(&speaker)?;
         }
@@ -338,6 +362,105 @@ fn keepalived_trial(lab: &Lab, timeout: Duration) -> anyhow::Result<(Trial, Stri
     Ok((trial, format!("{note}: {}", describe(&report))))
 }
 
+/// Restarts every speaker with the gossip profile `scenario` needs (SIGTERM, so each hands its
+/// IPs over as in a rolling update), then waits for the lab to settle.
+fn use_profile(lab: &Lab, ips: &[String], fast: bool) -> anyhow::Result<()> {
+    let profile = if fast { "fast" } else { "standard" };
+    eprintln!("speakers restarted with --gossip-profile {profile}");
+    for node in 1..=NODES {
+        lab.processes()
+            .stop(&Lab::speaker(node), Signal::Term, Duration::from_secs(20))?;
+        lab.start_speaker_with_env(
+            node,
+            &lab.gossip_key(),
+            &[("FERROLB_GOSSIP_PROFILE", profile.to_owned())],
+        )?;
+        lab.wait_settled(ips, Duration::from_secs(1), Duration::from_secs(60))?;
+    }
+    Ok(())
+}
+
+/// Busy loops on every core (twice as many as cores) until dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn start() -> anyhow::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let mut hogs = Self(Vec::new());
+        for _ in 0..2 * cores {
+            hogs.0.push(
+                Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()?,
+            );
+        }
+        Ok(hogs)
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
+/// The fast profile with every core kept busy and nothing failed: each owner change any speaker
+/// counts is a false failover (a speaker called dead while it was only slow).
+fn stress(lab: &Lab, ips: &[String], minutes: f64, timeout: Duration) -> anyhow::Result<String> {
+    let prefix = lab.prefix();
+    lab.wait_settled(ips, HOLD, Duration::from_secs(90))?;
+    let changes = |lab: &Lab| -> Vec<u64> {
+        lab.speaker_views()
+            .iter()
+            .map(|v| v.as_ref().map_or(0, |v| v.owner_changes))
+            .collect()
+    };
+    let before = changes(lab);
+    forget_neighbour(prefix, &ips[0])?;
+    let prober = Prober::start(prefix, &ips[0], INTERVAL, timeout)?;
+    prober.wait_replies(20, Duration::from_secs(10))?;
+    let hogs = Hogs::start()?;
+    let load_start = loadavg();
+    let span = Duration::from_secs_f64(minutes * 60.0);
+    let started = Instant::now();
+    // Every second: a speaker that sees fewer than every member alive suspects a live one.
+    let mut short_views = 0u64;
+    while started.elapsed() < span {
+        std::thread::sleep(Duration::from_secs(1));
+        short_views += lab
+            .speaker_views()
+            .iter()
+            .filter(|v| {
+                v.as_ref()
+                    .is_some_and(|v| v.alive != Some(u64::from(NODES)))
+            })
+            .count() as u64;
+    }
+    let load = loadavg();
+    drop(hogs);
+    let report = prober.stop()?;
+    let after = changes(lab);
+    // Each speaker counts each owner change of the IP once: the most any one counted.
+    let false_failovers = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "  stress {minutes} min, load average {load_start} at the start, {load} at the end: {}",
+        describe(&report)
+    );
+    Ok(format!(
+        "failover-bench impl=ferrolb-fast scenario=stress minutes={minutes} false_failovers={false_failovers} views_missing_a_member={short_views} longest_gap_ms={:.0} lost_probes={}",
+        ms(report.longest_gap),
+        report.lost
+    ))
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -368,7 +491,17 @@ fn measure(args: &Args, lab: &Lab) -> anyhow::Result<Vec<String>> {
     scenarios.sort();
     scenarios.dedup();
     let mut results: Vec<(Scenario, Vec<Trial>)> = Vec::new();
+    let mut stress_lines = Vec::new();
+    let mut fast = false;
     for scenario in scenarios {
+        if scenario.fast() != fast && scenario.implementation().starts_with("ferrolb") {
+            fast = scenario.fast();
+            use_profile(lab, &ips, fast)?;
+        }
+        if scenario == Scenario::Stress {
+            stress_lines.push(stress(lab, &ips, args.stress_minutes, timeout)?);
+            continue;
+        }
         let keepalived = match scenario {
             Scenario::KeepalivedDefault | Scenario::KeepalivedV3 => {
                 in_ns(
@@ -428,6 +561,7 @@ fn measure(args: &Args, lab: &Lab) -> anyhow::Result<Vec<String>> {
             ));
         }
     }
+    lines.extend(stress_lines);
     if let (Some(ours), Some(theirs)) = (
         p95.get(&Scenario::NodeCut),
         p95.get(&Scenario::KeepalivedDefault),
@@ -435,6 +569,16 @@ fn measure(args: &Args, lab: &Lab) -> anyhow::Result<Vec<String>> {
     {
         lines.push(format!(
             "failover-bench ratio_node_cut_p95_vs_keepalived_default={:.2}",
+            ours.as_secs_f64() / theirs.as_secs_f64()
+        ));
+    }
+    if let (Some(ours), Some(theirs)) = (
+        p95.get(&Scenario::FastNodeCut),
+        p95.get(&Scenario::KeepalivedV3),
+    ) && !theirs.is_zero()
+    {
+        lines.push(format!(
+            "failover-bench ratio_fast_node_cut_p95_vs_keepalived_v3={:.2}",
             ours.as_secs_f64() / theirs.as_secs_f64()
         ));
     }

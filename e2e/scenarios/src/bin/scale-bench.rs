@@ -182,7 +182,13 @@ fn service(name: &str, dual: bool) -> Service {
     } else {
         json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"]})
     };
-    let mut spec = json!({"type": "LoadBalancer", "ports": [{"port": 80}]});
+    // 30000-32767 holds 2,768 node ports: as on a real cluster, thousands of LoadBalancer
+    // Services need `allocateLoadBalancerNodePorts: false` (Layer 2 never uses node ports).
+    let mut spec = json!({
+        "type": "LoadBalancer",
+        "allocateLoadBalancerNodePorts": false,
+        "ports": [{"port": 80}],
+    });
     for (k, v) in families.as_object().into_iter().flatten() {
         spec[k] = v.clone();
     }

@@ -133,6 +133,7 @@ fn check_custom(docs: &[Value]) {
         ("FERROLB_REFRESH_INTERVAL", "30s"),
         ("FERROLB_IGNORE_EXCLUDE_LB", "true"),
         ("FERROLB_GOSSIP_PORT", "7947"),
+        ("FERROLB_GOSSIP_PROFILE", "fast"),
         // The node's own IP, not every address of the host (HOST_IP below).
         ("FERROLB_METRICS_ADDR", "$(HOST_IP):7473"),
         ("RUST_LOG", "debug"),
