@@ -138,6 +138,13 @@ impl Args {
                 repeats: self.gratuitous_repeats,
                 refresh: Some(self.refresh_interval).filter(|d| !d.is_zero()),
                 policy: self.conflict_policy,
+                // The fast profile halves the wait for a presumed-dead owner's answer too: a
+                // live one answers in under a millisecond, and a later answer still silences
+                // this node at once (`witness_watch`).
+                witness_wait: match self.gossip_profile {
+                    Profile::Standard => l2::claim::ClaimTiming::default().witness_wait,
+                    Profile::Fast => Duration::from_millis(15),
+                },
                 ..l2::claim::ClaimTiming::default()
             },
         }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use ferrolb_lab::procstat;
 use ferrolb_lab::wait::poll_until;
 use serde_json::{Value, json};
 use test_apiserver::store::Store;
@@ -50,26 +51,6 @@ async fn run_controller(url: &str) -> anyhow::Result<()> {
     ferrolb_controller::runtime::run(client, config, metrics, Arc::new(AtomicBool::new(false)))
         .await?;
     Ok(())
-}
-
-/// CPU seconds the process has used (user + system).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Creates `object` through the store, as `bench`.
@@ -280,12 +261,12 @@ async fn main() -> anyhow::Result<()> {
         trailing_writes_done(&probe, total)
     })
     .await?;
-    let rss = peak_rss_mib(pid).unwrap_or(f64::NAN);
+    let rss = procstat::peak_rss_mib(pid).unwrap_or(f64::NAN);
     // A measurement window, not a wait: an idle controller must use no CPU and write nothing.
     let writes_before = server.writes().len();
-    let cpu_before = cpu_seconds(pid).unwrap_or(f64::NAN);
+    let cpu_before = procstat::cpu_seconds(pid).unwrap_or(f64::NAN);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_cpu_pct = (cpu_seconds(pid).unwrap_or(f64::NAN) - cpu_before) * 100.0;
+    let idle_cpu_pct = (procstat::cpu_seconds(pid).unwrap_or(f64::NAN) - cpu_before) * 100.0;
     if let Some(status) = child.try_wait()? {
         anyhow::bail!("the controller exited ({status}) during the idle window");
     }

@@ -499,7 +499,10 @@ fn measure(args: &Args, lab: &Lab) -> anyhow::Result<Vec<String>> {
             use_profile(lab, &ips, fast)?;
         }
         if scenario == Scenario::Stress {
-            stress_lines.push(stress(lab, &ips, args.stress_minutes, timeout)?);
+            let line = stress(lab, &ips, args.stress_minutes, timeout)?;
+            // Printed at once too: a later scenario that fails must not lose it.
+            println!("{line}");
+            stress_lines.push(line);
             continue;
         }
         let keepalived = match scenario {
@@ -534,6 +537,16 @@ fn measure(args: &Args, lab: &Lab) -> anyhow::Result<Vec<String>> {
         if let Some(keepalived) = keepalived {
             keepalived.stop()?;
         }
+        let mut outages: Vec<Duration> = trials.iter().map(|t| t.outage).collect();
+        outages.sort();
+        println!(
+            "{} {} done: p50_ms={:.0} p95_ms={:.0} max_ms={:.0}",
+            scenario.implementation(),
+            scenario.name(),
+            ms(percentile(&outages, 0.5)),
+            ms(percentile(&outages, 0.95)),
+            ms(outages.last().copied().unwrap_or_default())
+        );
         results.push((scenario, trials));
     }
     let mut lines = Vec::new();

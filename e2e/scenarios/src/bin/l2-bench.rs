@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use ferrolb_lab::Lab;
 use ferrolb_lab::binaries::binary as sibling;
+use ferrolb_lab::procstat;
 use ferrolb_lab::topology::command_in;
 use ferrolb_wire::{ArpOperation, ArpRepr, Mac, NdpRepr, NeighborSolicit, solicited_node};
 
@@ -241,22 +242,6 @@ fn client(iface: &str, samples: u32, rate: u64, seconds: u64) -> anyhow::Result<
     Ok(())
 }
 
-/// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at state (field 3).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state; USER_HZ is 100.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn value<'a>(line: &'a str, key: &str) -> &'a str {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
@@ -331,9 +316,11 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         if line.starts_with("latency") {
             latency = line;
         } else if line == "flood start" {
-            (cpu_start, cpu_at) = (cpu_seconds(pid), Instant::now());
+            (cpu_start, cpu_at) = (procstat::cpu_seconds(pid).unwrap_or(0.0), Instant::now());
         } else if line == "flood end" {
-            cpu_pct = (cpu_seconds(pid) - cpu_start) / cpu_at.elapsed().as_secs_f64() * 100.0;
+            cpu_pct = (procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu_start)
+                / cpu_at.elapsed().as_secs_f64()
+                * 100.0;
         } else if line.starts_with("flood sent") {
             flood = line;
         }

@@ -584,6 +584,25 @@ impl Driver {
     }
 }
 
+/// Seconds until there is a ServiceL2Status for each of `services` (the speakers' writes after
+/// the IPs are answered): "idle" starts only once nothing is left to write.
+async fn statuses_written(client: &kube::Client, services: usize) -> anyhow::Result<f64> {
+    let api: Api<ferrolb_api::ServiceL2Status> =
+        Api::namespaced(client.clone(), objects::SYSTEM_NAMESPACE);
+    let started = Instant::now();
+    loop {
+        let written = api.list_metadata(&Default::default()).await?.items.len();
+        if written >= services {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {written} of {services} ServiceL2Status objects after 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
     let v4 = count("SCALE_V4", 5_000);
     let dual = count("SCALE_DUAL", 2_500);
@@ -628,7 +647,9 @@ async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
     };
     eprintln!("creating {v4} IPv4 and {dual} dual-stack Services");
     let all_answered_s = d.fill(v4, dual).await?;
-    eprintln!("all answered after {all_answered_s:.1} s; idle for {IDLE:?}");
+    eprintln!("all answered after {all_answered_s:.1} s; waiting for every ServiceL2Status");
+    let statuses_s = statuses_written(&client, v4 + dual).await?;
+    eprintln!("every ServiceL2Status written {statuses_s:.1} s later; idle for {IDLE:?}");
     let idle_cpu = d
         .speaker_cpu(async {
             tokio::time::sleep(IDLE).await;
@@ -676,7 +697,7 @@ async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
         percentile(&mut assign, 99.0),
     );
     println!(
-        "scale-bench detail takeover_ips={} takeover_p50_ms={:.0} endpoint_to_announce_p50_ms={:.0} assign_p50_ms={:.0} churn_assigned={}",
+        "scale-bench detail statuses_written_after_s={statuses_s:.1} takeover_ips={} takeover_p50_ms={:.0} endpoint_to_announce_p50_ms={:.0} assign_p50_ms={:.0} churn_assigned={}",
         outages.len(),
         percentile(&mut outages, 50.0),
         percentile(&mut moves, 50.0),
