@@ -134,29 +134,37 @@ impl Announcer {
 
     /// [`Self::update`] from decisions already made (see [`decide_all`]).
     pub fn update_from(&mut self, decisions: &Decisions) -> Vec<Change> {
-        let desired: BTreeMap<IpAddr, Announced> = decisions
-            .iter()
-            .filter_map(|(ip, d)| match &d.ownership {
-                Ownership::Owner { node, interfaces } if *node == self.node => Some((
-                    *ip,
-                    Announced {
-                        services: d.services.clone(),
-                        interfaces: interfaces.clone(),
-                    },
-                )),
-                _ => None,
-            })
-            .collect();
-        let mut changes: Vec<Change> = self
+        let ips: BTreeSet<IpAddr> = self
             .current
-            .iter()
-            .filter(|(ip, _)| !desired.contains_key(ip))
-            .map(|(ip, was)| Change::Lost {
-                ip: *ip,
-                services: was.services.clone(),
-            })
+            .keys()
+            .chain(decisions.keys())
+            .copied()
             .collect();
-        for (ip, now) in &desired {
+        self.update_ips(decisions, &ips)
+    }
+
+    /// [`Self::update_from`] for `ips` only: the IPs whose decision moved (the others keep what
+    /// they have). Every `Lost` comes before any `Gained`.
+    pub fn update_ips(&mut self, decisions: &Decisions, ips: &BTreeSet<IpAddr>) -> Vec<Change> {
+        let mut lost = Vec::new();
+        let mut changes = Vec::new();
+        for ip in ips {
+            let desired = decisions.get(ip).and_then(|d| match &d.ownership {
+                Ownership::Owner { node, interfaces } if *node == self.node => Some(Announced {
+                    services: d.services.clone(),
+                    interfaces: interfaces.clone(),
+                }),
+                _ => None,
+            });
+            let Some(now) = desired else {
+                if let Some(was) = self.current.remove(ip) {
+                    lost.push(Change::Lost {
+                        ip: *ip,
+                        services: was.services,
+                    });
+                }
+                continue;
+            };
             let was = self.current.get(ip);
             if let Some(was) = was
                 && was.services != now.services
@@ -174,9 +182,10 @@ impl Announcer {
                     interfaces: now.interfaces.clone(),
                 });
             }
+            self.current.insert(*ip, now);
         }
-        self.current = desired;
-        changes
+        lost.extend(changes);
+        lost
     }
 
     /// Hands changes to the responder; returns where each gained IP is answered.

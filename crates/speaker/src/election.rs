@@ -86,7 +86,7 @@ pub struct ServiceFacts {
 }
 
 /// Everything a speaker knows about the cluster.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cluster {
     /// Nodes by name (from Kubernetes: gossip may not know every member).
     pub nodes: BTreeMap<String, Node>,
@@ -379,22 +379,6 @@ pub fn decide_all(cluster: &Cluster, services: &[ServiceFacts]) -> Decisions {
             (ip, decision)
         })
         .collect()
-}
-
-/// Service → the nodes announcing any of its IPs, as `decisions` say.
-pub fn owners_by_service(decisions: &Decisions) -> BTreeMap<String, BTreeSet<String>> {
-    let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for decision in decisions.values() {
-        if let Ownership::Owner { node, .. } = &decision.ownership {
-            for service in &decision.services {
-                owners
-                    .entry(service.clone())
-                    .or_default()
-                    .insert(node.clone());
-            }
-        }
-    }
-    owners
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::election::{Cluster, Decisions, Ownership, ServiceFacts, decide_all};
+use crate::election::{Cluster, Decisions, Ownership};
 use crate::l2::claim::ClaimKind;
 
 /// How long the cut-off condition must hold before it counts: a speaker that just started, or
@@ -70,15 +70,12 @@ pub fn owners_by_ip(decisions: &Decisions) -> BTreeMap<IpAddr, String> {
         .collect()
 }
 
-/// Each IP's owner if every node that runs a speaker (per the API) were alive, whatever gossip
-/// says.
-pub fn owners_if_all_alive(
-    cluster: &Cluster,
-    services: &[ServiceFacts],
-) -> BTreeMap<IpAddr, String> {
+/// `cluster` as if every node that runs a speaker (per the API) were alive, whatever gossip
+/// says: who would own an IP then tells a takeover from a succession.
+pub fn all_alive(cluster: &Cluster) -> Cluster {
     let mut everyone = cluster.clone();
     everyone.alive.extend(cluster.speakers.iter().cloned());
-    owners_by_ip(&decide_all(&everyone, services))
+    everyone
 }
 
 /// How `me` claims each IP it owns `now` and did not own in `previous` (an IP absent from the

@@ -8,10 +8,12 @@ pub mod gossip;
 pub mod inputs;
 pub mod isolation;
 pub mod l2;
+pub mod ledger;
 pub mod metrics;
 pub mod publish;
 pub mod reach;
 pub mod runtime;
+pub mod touch;
 pub mod visibility;
 
 use std::net::{IpAddr, SocketAddr};

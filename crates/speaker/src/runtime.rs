@@ -28,16 +28,18 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 
 use crate::announcer::{Announce, Announcer, Change};
-use crate::election::{Cluster, Decisions, ServiceFacts, decide_all, owners_by_service};
+use crate::election::{Cluster, Ownership, ServiceFacts, decide_ip};
 use crate::gossip::node::GossipStats;
 use crate::gossip::udp::GossipHandle;
 use crate::inputs;
 use crate::isolation::{self, IsolationChange, IsolationWatch};
-use crate::l2::claim::L2Report;
+use crate::l2::claim::{ClaimKind, L2Report};
 use crate::l2::freshness;
+use crate::ledger::{Ledger, Moved};
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
 use crate::reach::ApiReach;
+use crate::touch::{ByService, Dirty, Touch};
 use crate::visibility::{
     Notice, Notices, Refusals, StatusBook, StatusObject, StatusWrite, UsablePublisher, reporter,
     status_name,
@@ -121,7 +123,12 @@ impl<K> Watched for DeserializeGuard<K> {
     }
 }
 
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, ()>)
+/// Watches `api` into a cache; the stream says what each event touched (see [`touch`]).
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    touched: fn(&watcher::Event<K>) -> Option<Touch>,
+) -> (Store<K>, BoxStream<'static, Touch>)
 where
     K: Watched
         + Resource
@@ -134,19 +141,105 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config))
+    // The server's bookkeeping of who wrote which field is most of an object's size and never
+    // read here.
+    let watch = watcher(api, config).modify(|o| o.managed_fields_mut().clear());
+    let stream = reflector::reflector(writer, watch)
         .default_backoff()
-        .map(|event| match event {
-            Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                if let Some(problem) = o.parse_problem() {
-                    tracing::warn!(object = %o.name_any(), %problem, "object cannot be parsed; skipped");
+        .filter_map(move |event| {
+            let touch = match event {
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch error; retrying");
+                    None
                 }
-            }
-            Ok(_) => {}
+                Ok(event) => {
+                    if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = &event
+                        && let Some(problem) = o.parse_problem()
+                    {
+                        tracing::warn!(object = %o.name_any(), %problem, "object cannot be parsed; skipped");
+                    }
+                    touched(&event)
+                }
+            };
+            std::future::ready(touch)
         })
         .boxed();
     (reader, stream)
+}
+
+/// `namespace/name` of an object.
+fn key_of(o: &impl Resource) -> String {
+    let meta = o.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn service_touched(event: &watcher::Event<Service>) -> Option<Touch> {
+    match event {
+        watcher::Event::Apply(o) | watcher::Event::Delete(o) => Some(Touch::Service(key_of(o))),
+        watcher::Event::InitDone => Some(Touch::Relisted),
+        watcher::Event::Init | watcher::Event::InitApply(_) => None,
+    }
+}
+
+fn slice_touched(event: &watcher::Event<EndpointSlice>) -> Option<Touch> {
+    match event {
+        watcher::Event::Apply(o) => Some(Touch::Slice {
+            name: key_of(o),
+            service: inputs::slice_service(o),
+        }),
+        watcher::Event::Delete(o) => Some(Touch::Slice {
+            name: key_of(o),
+            service: None,
+        }),
+        watcher::Event::InitDone => Some(Touch::Relisted),
+        watcher::Event::Init | watcher::Event::InitApply(_) => None,
+    }
+}
+
+fn status_touched(event: &watcher::Event<ServiceL2Status>) -> Option<Touch> {
+    match event {
+        watcher::Event::Apply(o) => Some(Touch::Status {
+            name: o.name_any(),
+            service: Some(status_object(o).service),
+        }),
+        watcher::Event::Delete(o) => Some(Touch::Status {
+            name: o.name_any(),
+            service: None,
+        }),
+        watcher::Event::InitDone => Some(Touch::Relisted),
+        watcher::Event::Init | watcher::Event::InitApply(_) => None,
+    }
+}
+
+/// Nodes, advertisements, pools and speaker Pods: any change is a change of the cluster.
+fn cluster_touched<K>(event: &watcher::Event<K>) -> Option<Touch> {
+    match event {
+        watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone => {
+            Some(Touch::Cluster)
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => None,
+    }
+}
+
+/// A `ServiceL2Status` as the visibility plan reads it.
+fn status_object(o: &ServiceL2Status) -> StatusObject {
+    // Labels first: they are written with the object, the status a moment later.
+    let status = o.status.clone().unwrap_or_default();
+    let label = |key: &str, or: String| o.labels().get(key).cloned().unwrap_or(or);
+    StatusObject {
+        name: o.name_any(),
+        service: format!(
+            "{}/{}",
+            label(SERVICE_NAMESPACE_LABEL, status.service_namespace),
+            label(SERVICE_NAME_LABEL, status.service_name)
+        ),
+        node: label(NODE_LABEL, status.node),
+        interfaces: status.interfaces.into_iter().map(|i| i.name).collect(),
+    }
 }
 
 /// The caches the watches fill (clones share them).
@@ -162,20 +255,29 @@ struct Stores {
 }
 
 impl Stores {
-    /// Starts a watch per kind; the stream ticks on every change of any of them.
-    fn watch(client: &Client, config: &RuntimeConfig) -> (Self, BoxStream<'static, ()>) {
+    /// Starts a watch per kind; the stream says what each change touched.
+    fn watch(client: &Client, config: &RuntimeConfig) -> (Self, BoxStream<'static, Touch>) {
         let all = watcher::Config::default();
         let ns = config.namespace.as_str();
-        let (services, s1) = reflect(Api::all(client.clone()), all.clone());
-        let (slices, s2) = reflect(Api::all(client.clone()), all.clone());
-        let (nodes, s3) = reflect(Api::all(client.clone()), all.clone());
-        let (ads, s4) = reflect(Api::namespaced(client.clone(), ns), all.clone());
-        let (pools, s5) = reflect(Api::namespaced(client.clone(), ns), all.clone());
+        let (services, s1) = reflect(Api::all(client.clone()), all.clone(), service_touched);
+        let (slices, s2) = reflect(Api::all(client.clone()), all.clone(), slice_touched);
+        let (nodes, s3) = reflect(Api::all(client.clone()), all.clone(), cluster_touched);
+        let (ads, s4) = reflect(
+            Api::namespaced(client.clone(), ns),
+            all.clone(),
+            cluster_touched,
+        );
+        let (pools, s5) = reflect(
+            Api::namespaced(client.clone(), ns),
+            all.clone(),
+            cluster_touched,
+        );
         let (pods, s6) = reflect(
             Api::namespaced(client.clone(), ns),
             all.clone().labels(&config.speaker_selector),
+            cluster_touched,
         );
-        let (statuses, s7) = reflect(Api::namespaced(client.clone(), ns), all);
+        let (statuses, s7) = reflect(Api::namespaced(client.clone(), ns), all, status_touched);
         let stores = Self {
             services,
             slices,
@@ -205,32 +307,53 @@ impl Stores {
 
     /// A reference to a Service for Events.
     fn service_ref(&self, key: &str) -> Option<ObjectReference> {
-        let (namespace, name) = key.split_once('/')?;
-        let svc = self.services.get(&ObjectRef::new(name).within(namespace))?;
+        let svc = self.services.get(&object_ref(key)?)?;
         Some(svc.object_ref(&()))
     }
 
-    /// Every `ServiceL2Status`, as the visibility plan reads them.
-    fn status_objects(&self) -> Vec<StatusObject> {
-        self.statuses
-            .state()
+    /// The election's facts of the Service `key` (its EndpointSlices as `slices` files them).
+    fn service_facts(
+        &self,
+        key: &str,
+        slices: &ByService,
+        lb_class: Option<&str>,
+    ) -> Option<ServiceFacts> {
+        let svc = self.services.get(&object_ref(key)?)?;
+        let own: Vec<Arc<EndpointSlice>> = slices
+            .names(key)
+            .filter_map(|name| self.slices.get(&object_ref(name)?))
+            .collect();
+        let own: Vec<&EndpointSlice> = own.iter().map(AsRef::as_ref).collect();
+        inputs::service(&svc, lb_class, &own)
+    }
+
+    /// Every node's `ServiceL2Status` objects of the Services in `scope`.
+    fn status_objects(
+        &self,
+        scope: &BTreeSet<String>,
+        filed: &ByService,
+        namespace: &str,
+    ) -> Vec<StatusObject> {
+        scope
             .iter()
-            .map(|o| {
-                // Labels first: they are written with the object, the status a moment later.
-                let status = o.status.clone().unwrap_or_default();
-                let label = |key: &str, or: String| o.labels().get(key).cloned().unwrap_or(or);
-                StatusObject {
-                    name: o.name_any(),
-                    service: format!(
-                        "{}/{}",
-                        label(SERVICE_NAMESPACE_LABEL, status.service_namespace),
-                        label(SERVICE_NAME_LABEL, status.service_name)
-                    ),
-                    node: label(NODE_LABEL, status.node),
-                    interfaces: status.interfaces.into_iter().map(|i| i.name).collect(),
-                }
-            })
+            .flat_map(|service| filed.names(service))
+            .filter_map(|name| self.statuses.get(&ObjectRef::new(name).within(namespace)))
+            .map(|o| status_object(&o))
             .collect()
+    }
+
+    /// Every slice and status object filed by its Service, from the caches.
+    fn refile(&self, slices: &mut ByService, statuses: &mut ByService) {
+        slices.refile(
+            self.slices
+                .state()
+                .iter()
+                .filter_map(|o| Some((key_of(o.as_ref()), inputs::slice_service(o)?))),
+        );
+        statuses.refile(self.statuses.state().iter().map(|o| {
+            let object = status_object(o);
+            (object.name, object.service)
+        }));
     }
 
     /// This speaker's Pod: `--pod-name`, else the running speaker Pod on this node.
@@ -300,13 +423,9 @@ impl Stores {
         peers.into_iter().collect()
     }
 
-    /// The election inputs, from the stores and the gossip view.
-    fn election_inputs(
-        &self,
-        config: &RuntimeConfig,
-        alive: &BTreeSet<String>,
-    ) -> (Cluster, Vec<ServiceFacts>) {
-        let cluster = Cluster {
+    /// The cluster as the election reads it, with `alive` from gossip.
+    fn cluster(&self, config: &RuntimeConfig, alive: &BTreeSet<String>) -> Cluster {
+        Cluster {
             nodes: self
                 .nodes
                 .state()
@@ -332,29 +451,18 @@ impl Stores {
             pools: inputs::pools(self.pools.state().iter().filter_map(|p| p.0.as_ref().ok())),
             usable: inputs::usable_by_node(self.speaker_pods().iter().map(AsRef::as_ref)),
             ignore_exclude_lb: config.ignore_exclude_lb,
-        };
-        // Slices by Service, once: a join per Service would cost every Service times every
-        // slice.
-        let slices = self.slices.state();
-        let mut by_service: std::collections::HashMap<String, Vec<&EndpointSlice>> =
-            std::collections::HashMap::new();
-        for slice in &slices {
-            if let Some(key) = inputs::slice_service(slice) {
-                by_service.entry(key).or_default().push(slice);
-            }
         }
-        let services = self
-            .services
-            .state()
-            .iter()
-            .filter_map(|svc| {
-                let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
-                let own = by_service.get(&key).map_or(&[][..], Vec::as_slice);
-                inputs::service(svc, config.lb_class.as_deref(), own)
-            })
-            .collect();
-        (cluster, services)
     }
+}
+
+/// The cache key of `namespace/name`.
+fn object_ref<K>(key: &str) -> Option<ObjectRef<K>>
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    let (namespace, name) = key.split_once('/')?;
+    Some(ObjectRef::new(name).within(namespace))
 }
 
 fn record_gossip(metrics: &Metrics, stats: &GossipStats, alive: usize) {
@@ -440,7 +548,7 @@ enum Wake {
 
 /// Everything the runtime waits on.
 struct Wakeups {
-    watches: BoxStream<'static, ()>,
+    watches: BoxStream<'static, Touch>,
     members: watch::Receiver<BTreeSet<String>>,
     loading: BoxFuture<'static, ()>,
     loaded: bool,
@@ -458,15 +566,18 @@ struct Wakeups {
     writer: tokio::task::JoinHandle<()>,
     /// Reports of the links taken in since the loop last looked.
     reports: Vec<L2Report>,
-    /// A watch change was taken in with them: the next round must run.
-    changed: bool,
+    /// What the watches' events touched since the last round.
+    touches: Vec<Touch>,
 }
 
 impl Wakeups {
     async fn next(&mut self, shutdown: Pin<&mut impl Future<Output = ()>>) -> Wake {
         let wake = tokio::select! {
             change = self.watches.next() => match change {
-                Some(()) => Wake::Changed,
+                Some(touch) => {
+                    self.touches.push(touch);
+                    Wake::Changed
+                }
                 None => Wake::WatchesEnded,
             },
             changed = self.members.changed() => match changed {
@@ -522,8 +633,8 @@ impl Wakeups {
                 more = true;
             }
             // An ended stream is seen again (and reported) by the next `next`.
-            while let Some(Some(())) = self.watches.next().now_or_never() {
-                self.changed = true;
+            while let Some(Some(touch)) = self.watches.next().now_or_never() {
+                self.touches.push(touch);
                 more = true;
             }
         }
@@ -582,15 +693,26 @@ impl Announcing {
         }
     }
 
-    /// Service → the interfaces it is answered on, for every Service this node announces.
-    fn by_service(&self) -> BTreeMap<String, BTreeSet<String>> {
+    /// Service → the interfaces it is answered on, for the Services of `scope` this node
+    /// announces (an IP of).
+    fn by_service(
+        &self,
+        scope: &BTreeSet<String>,
+        ledger: &Ledger,
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        let announced = self.announcer.announced();
         let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (ip, announced) in self.announcer.announced() {
-            // A takeover not yet witnessed by the link is not announced yet.
-            if self.deferred.contains(ip) {
-                continue;
-            }
-            for service in &announced.services {
+        for service in scope {
+            let ips = ledger.facts(service).map_or(&[][..], |f| f.ips.as_slice());
+            for ip in ips {
+                // A takeover not yet witnessed by the link is not announced yet.
+                if self.deferred.contains(ip)
+                    || !announced
+                        .get(ip)
+                        .is_some_and(|a| a.services.contains(service))
+                {
+                    continue;
+                }
                 let entry = services.entry(service.clone()).or_default();
                 entry.extend(self.placements.get(ip).into_iter().flatten().cloned());
             }
@@ -630,10 +752,28 @@ struct Runtime<'r, R> {
     reach: ApiReach,
     /// Reaching neither a gossip peer nor the API server: answering nothing.
     stranded: bool,
+    /// The cluster as the last round read it.
+    cluster: Cluster,
+    /// Every Service's facts and every IP's decision.
+    ledger: Ledger,
+    /// What the next round reads again.
+    dirty: Dirty,
+    /// EndpointSlices by Service.
+    slices: ByService,
+    /// `ServiceL2Status` objects by Service.
+    statuses: ByService,
 }
 
 impl<R: Announce> Runtime<'_, R> {
-    /// One round: who is alive, who owns what, what to answer, what to tell operators.
+    /// Takes in what the watches touched, for the next round.
+    fn take_in(&mut self, touches: Vec<Touch>) {
+        for touch in touches {
+            self.dirty.note(touch, &mut self.slices, &mut self.statuses);
+        }
+    }
+
+    /// One round: who is alive, who owns what, what to answer, what to tell operators; each
+    /// only for what changed since the last one.
     fn round(&mut self, view: &BTreeSet<String>) {
         self.publish_usable_interfaces();
         let peers = self.stores.peers(&self.config);
@@ -649,29 +789,119 @@ impl<R: Announce> Runtime<'_, R> {
         // Ready: caches synced, gossip joined, and not cut off from it.
         self.ready.store(!isolated, Ordering::Relaxed);
         record_gossip(&self.metrics, &self.gossip.stats.borrow(), view.len());
-        let (cluster, services) = self.stores.election_inputs(&self.config, view);
-        let decisions = decide_all(&cluster, &services);
-        let refused = self.announcing.refusals.update(&decisions);
+        let (moved, scope) = self.decide(view);
+        let decisions = self.ledger.decisions();
+        let refused = self.announcing.refusals.update(decisions, &moved.ips);
         self.metrics.ip_not_in_pool.inc_by(refused);
-        let owners = isolation::owners_by_ip(&decisions);
-        let kinds = isolation::claim_kinds(
-            &self.config.node,
-            &owners,
-            &isolation::owners_if_all_alive(&cluster, &services),
-            self.announcing.previous_owners.as_ref(),
-            view,
-            &cluster.speakers,
-        );
+        let kinds = self.claim_kinds(&moved.ips, view);
         let witnessed: BTreeSet<IpAddr> = if self.responder.claim_kinds(kinds.clone()) {
             kinds.into_keys().collect()
         } else {
             BTreeSet::new()
         };
-        self.announcing.previous_owners = Some(owners);
-        let announced = self.announce(&decisions, &witnessed);
+        self.remember_owners(&moved.ips);
+        let announced = self.announce(&moved.ips, &witnessed, &scope);
         self.reannounce_if_a_member_returned(view);
-        self.publish_notices(&cluster, view, &decisions, &announced);
-        self.write_statuses(&decisions, &announced);
+        self.publish_notices(view, &moved.ips, &scope, &announced);
+        self.write_statuses(&scope, &announced);
+    }
+
+    /// Reads again what changed and decides again the IPs it touches: returns what moved, and
+    /// the Services whose announcement and objects to look at.
+    fn decide(&mut self, view: &BTreeSet<String>) -> (Moved, BTreeSet<String>) {
+        let dirty = std::mem::take(&mut self.dirty);
+        if dirty.everything {
+            self.stores.refile(&mut self.slices, &mut self.statuses);
+        }
+        let mut redo = dirty.everything;
+        if dirty.everything || dirty.cluster || self.cluster.alive != *view {
+            let cluster = self.stores.cluster(&self.config, view);
+            // Most Node updates (kubelet heartbeats, images) change nothing the election reads.
+            redo |= cluster != self.cluster;
+            self.cluster = cluster;
+        }
+        let keys: BTreeSet<String> = if dirty.everything {
+            self.stores
+                .services
+                .state()
+                .iter()
+                .map(|s| key_of(s.as_ref()))
+                .chain(self.ledger.services().cloned())
+                .collect()
+        } else {
+            dirty.services
+        };
+        let lb_class = self.config.lb_class.as_deref();
+        let facts: Vec<(String, Option<ServiceFacts>)> = keys
+            .into_iter()
+            .map(|key| {
+                let facts = self.stores.service_facts(&key, &self.slices, lb_class);
+                (key, facts)
+            })
+            .collect();
+        let moved = self.ledger.update(&self.cluster, facts, redo);
+        let mut scope = dirty.statuses;
+        scope.extend(moved.services.iter().cloned());
+        if dirty.everything {
+            scope.extend(self.ledger.services().cloned());
+            scope.extend(self.statuses.services().cloned());
+            scope.extend(self.announcing.services.iter().cloned());
+        }
+        (moved, scope)
+    }
+
+    /// How this node claims each moved IP it owns now and did not before (see
+    /// [`isolation::claim_kinds`]).
+    fn claim_kinds(
+        &self,
+        moved: &BTreeSet<IpAddr>,
+        view: &BTreeSet<String>,
+    ) -> BTreeMap<IpAddr, ClaimKind> {
+        let me = self.config.node.as_str();
+        let now: BTreeMap<IpAddr, String> = moved
+            .iter()
+            .filter_map(|ip| Some((*ip, self.ledger.owner(*ip)?.to_owned())))
+            .collect();
+        if !now.values().any(|owner| owner == me) {
+            return BTreeMap::new();
+        }
+        let everyone = isolation::all_alive(&self.cluster);
+        let if_all_alive: BTreeMap<IpAddr, String> = now
+            .iter()
+            .filter(|(_, owner)| *owner == me)
+            .filter_map(
+                |(ip, _)| match decide_ip(&everyone, *ip, &self.ledger.holders(*ip)) {
+                    Ownership::Owner { node, .. } => Some((*ip, node)),
+                    Ownership::Silent(_) => None,
+                },
+            )
+            .collect();
+        isolation::claim_kinds(
+            me,
+            &now,
+            &if_all_alive,
+            self.announcing.previous_owners.as_ref(),
+            view,
+            &self.cluster.speakers,
+        )
+    }
+
+    /// Each moved IP's owner now, to tell the next round's gains apart.
+    fn remember_owners(&mut self, moved: &BTreeSet<IpAddr>) {
+        let ledger = &self.ledger;
+        match &mut self.announcing.previous_owners {
+            None => {
+                self.announcing.previous_owners = Some(isolation::owners_by_ip(ledger.decisions()));
+            }
+            Some(previous) => {
+                for ip in moved {
+                    match ledger.owner(*ip) {
+                        Some(owner) => previous.insert(*ip, owner.to_owned()),
+                        None => previous.remove(ip),
+                    };
+                }
+            }
+        }
     }
 
     /// Writes this node's usable interfaces on its Pod when they differ from what it says, so
@@ -843,6 +1073,7 @@ impl<R: Announce> Runtime<'_, R> {
                 .remove(&announced_labels(service, &self.config.node, ip));
         }
         self.announcing.deferred.insert(ip);
+        self.restate(ip);
     }
 
     /// A takeover held back (the owner still answers on the link) or done at last: the IP is
@@ -869,17 +1100,22 @@ impl<R: Announce> Runtime<'_, R> {
         } else {
             self.announcing.deferred.remove(&ip);
         }
+        self.restate(ip);
         true
     }
 
-    /// Hands this round's gains and losses to the responder; returns Service → interfaces for
-    /// every Service this node announces now.
+    /// Hands the gains and losses of the `moved` IPs to the responder; returns Service →
+    /// interfaces for the Services of `scope` this node announces now.
     fn announce(
         &mut self,
-        decisions: &Decisions,
+        moved: &BTreeSet<IpAddr>,
         witnessed: &BTreeSet<IpAddr>,
+        scope: &BTreeSet<String>,
     ) -> BTreeMap<String, BTreeSet<String>> {
-        let changes = self.announcing.announcer.update_from(decisions);
+        let changes = self
+            .announcing
+            .announcer
+            .update_ips(self.ledger.decisions(), moved);
         record_changes(&self.metrics, &self.config.node, &changes);
         // A takeover or succession counts as announced (metric, status, the other nodes'
         // objects cleaned up) only once the link showed nobody else answers it
@@ -893,15 +1129,15 @@ impl<R: Announce> Runtime<'_, R> {
         }
         let placed = Announcer::apply(&changes, self.responder);
         self.announcing.record(&changes, placed);
-        let announced = self.announcing.by_service();
-        for service in announced
-            .keys()
-            .filter(|s| !self.announcing.services.contains(*s))
-        {
-            self.metrics.owner_changes.inc();
-            self.announcing.book.took_over(service);
+        let announced = self.announcing.by_service(scope, &self.ledger);
+        for service in scope {
+            if !announced.contains_key(service) {
+                self.announcing.services.remove(service);
+            } else if self.announcing.services.insert(service.clone()) {
+                self.metrics.owner_changes.inc();
+                self.announcing.book.took_over(service);
+            }
         }
-        self.announcing.services = announced.keys().cloned().collect();
         announced
     }
 
@@ -917,21 +1153,24 @@ impl<R: Announce> Runtime<'_, R> {
     /// Events for takeovers and for Services nobody announces.
     fn publish_notices(
         &mut self,
-        cluster: &Cluster,
         view: &BTreeSet<String>,
-        decisions: &Decisions,
+        moved: &BTreeSet<IpAddr>,
+        scope: &BTreeSet<String>,
         announced: &BTreeMap<String, BTreeSet<String>>,
     ) {
         let has_interfaces: BTreeMap<String, bool> = announced
             .iter()
             .map(|(s, ifaces)| (s.clone(), !ifaces.is_empty()))
             .collect();
-        let speakers_alive = view.iter().filter(|n| cluster.speakers.contains(*n));
+        let speakers_alive = view.iter().filter(|n| self.cluster.speakers.contains(*n));
         let is_reporter = reporter(speakers_alive) == Some(&self.config.node);
-        let notices = self
-            .announcing
-            .notices
-            .update(decisions, &has_interfaces, is_reporter);
+        let notices = self.announcing.notices.update(
+            self.ledger.decisions(),
+            moved,
+            scope,
+            &has_interfaces,
+            is_reporter,
+        );
         for notice in notices {
             self.send_notice(&notice);
         }
@@ -950,24 +1189,47 @@ impl<R: Announce> Runtime<'_, R> {
         });
     }
 
-    /// Brings the `ServiceL2Status` objects in line with what this node announces.
+    /// Brings the `ServiceL2Status` objects of the Services in `scope` in line with what this
+    /// node announces.
     fn write_statuses(
         &mut self,
-        decisions: &Decisions,
+        scope: &BTreeSet<String>,
         announced: &BTreeMap<String, BTreeSet<String>>,
     ) {
+        if scope.is_empty() {
+            return;
+        }
         let owner = self.stores.own_pod(&self.config);
-        let observed = self.stores.status_objects();
-        let owners = owners_by_service(decisions);
-        for write in self.announcing.book.plan(announced, &owners, &observed) {
+        let observed = self
+            .stores
+            .status_objects(scope, &self.statuses, &self.config.namespace);
+        let owners = self.ledger.owners_of(scope);
+        for write in self
+            .announcing
+            .book
+            .plan(scope, announced, &owners, &observed)
+        {
             let _ = self.outputs.send(Output::Status(write, owner.clone()));
         }
     }
 
-    /// The node's links changed (or may have): answer on the interfaces chosen now.
+    /// The node's links changed (or may have): answer on the interfaces chosen now; the
+    /// Services of the IPs that moved say so in their objects.
     fn relink(&mut self) {
         let moved = self.responder.relink();
+        for (ip, _) in &moved {
+            self.restate(*ip);
+        }
         self.announcing.placements.extend(moved);
+    }
+
+    /// The next round looks again at the objects of the Services `ip` is announced for.
+    fn restate(&mut self, ip: IpAddr) {
+        if let Some(announced) = self.announcing.announcer.announced().get(&ip) {
+            self.dirty
+                .statuses
+                .extend(announced.services.iter().cloned());
+        }
     }
 
     /// An address conflict on an IP this node announces becomes a Warning on its Service.
@@ -1135,7 +1397,7 @@ pub async fn run(
         isolation_at: None,
         writer,
         reports: Vec::new(),
-        changed: false,
+        touches: Vec::new(),
     };
     let mut runtime = Runtime {
         announcing: Announcing::new(&config.node),
@@ -1152,12 +1414,20 @@ pub async fn run(
         joined: false,
         reach,
         stranded: false,
+        cluster: Cluster::default(),
+        ledger: Ledger::default(),
+        dirty: Dirty::default(),
+        slices: ByService::default(),
+        statuses: ByService::default(),
     };
     tokio::pin!(shutdown);
     loop {
         match wakeups.next(shutdown.as_mut()).await {
             Wake::Changed => {}
-            Wake::CachesLoaded => tracing::info!(node = %runtime.config.node, "caches loaded"),
+            Wake::CachesLoaded => {
+                tracing::info!(node = %runtime.config.node, "caches loaded");
+                runtime.dirty.everything = true;
+            }
             Wake::Report(_) | Wake::Reports => {
                 let mut takeovers = false;
                 for report in std::mem::take(&mut wakeups.reports) {
@@ -1167,7 +1437,7 @@ pub async fn run(
                 }
                 // A takeover held back or done changes what this node announces: a round
                 // brings the statuses in line; a conflict changes nothing to decide.
-                if !takeovers && !wakeups.changed {
+                if !takeovers && wakeups.touches.is_empty() {
                     continue;
                 }
             }
@@ -1192,7 +1462,7 @@ pub async fn run(
             }
             Wake::Shutdown => break,
         }
-        wakeups.changed = false;
+        runtime.take_in(std::mem::take(&mut wakeups.touches));
         // Decide nothing until every cache holds the whole cluster.
         if wakeups.loaded {
             runtime.round(&wakeups.members());

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use ferrolb_observe::events::Severity;
 
-use crate::election::{Decisions, Ownership, Silence};
+use crate::election::{Decision, Decisions, Ownership, Silence};
 
 /// A `ServiceL2Status` as read from the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +72,8 @@ pub struct StatusBook {
     seen: BTreeSet<String>,
     /// Services taken over whose other nodes' objects are still to be deleted.
     takeover: BTreeSet<String>,
-    /// Deletes sent and not yet seen gone.
-    deleting: BTreeSet<String>,
+    /// Deletes sent and not yet seen gone: object name → its Service.
+    deleting: BTreeMap<String, String>,
 }
 
 impl StatusBook {
@@ -90,21 +90,31 @@ impl StatusBook {
         self.takeover.insert(service.to_owned());
     }
 
-    /// The writes that bring the cluster's objects (`observed`, all nodes') in line with what
-    /// this node announces (`announcing`: Service → interfaces). `owners`: Service → the nodes
-    /// announcing any of its IPs in this node's view; their objects are never deleted.
+    /// The writes that bring the objects of the Services in `scope` in line with what this node
+    /// announces; Services outside it are left as they are (nothing of theirs changed).
+    /// `announcing`: Service → interfaces, for those of `scope` this node announces; `owners`:
+    /// Service → the nodes announcing any of its IPs in this node's view (their objects are
+    /// never deleted); `observed`: every node's objects of the Services in `scope`.
     pub fn plan(
         &mut self,
+        scope: &BTreeSet<String>,
         announcing: &BTreeMap<String, BTreeSet<String>>,
         owners: &BTreeMap<String, BTreeSet<String>>,
         observed: &[StatusObject],
     ) -> Vec<StatusWrite> {
+        let by_name: BTreeMap<&str, &StatusObject> =
+            observed.iter().map(|o| (o.name.as_str(), o)).collect();
+        let mut by_service: BTreeMap<&str, Vec<&StatusObject>> = BTreeMap::new();
+        for object in observed {
+            by_service.entry(&object.service).or_default().push(object);
+        }
         let mut writes = Vec::new();
-        self.deleting
-            .retain(|name| observed.iter().any(|o| &o.name == name));
+        self.deleting.retain(|name, service| {
+            !scope.contains(service) || by_name.contains_key(name.as_str())
+        });
         for (service, interfaces) in announcing {
             let name = status_name(service, &self.node);
-            let own = observed.iter().find(|o| o.name == name);
+            let own = by_name.get(name.as_str());
             if own.is_some_and(|o| &o.interfaces == interfaces) {
                 self.seen.insert(service.clone());
             } else if self.written.get(service) != Some(interfaces) || self.seen.contains(service) {
@@ -118,19 +128,23 @@ impl StatusBook {
             }
             if self.takeover.remove(service) {
                 let owning = owners.get(service);
-                let others: Vec<&StatusObject> = observed
-                    .iter()
-                    .filter(|o| &o.service == service && o.node != self.node)
+                let others: Vec<&StatusObject> = by_service
+                    .get(service.as_str())
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|o| o.node != self.node)
                     .filter(|o| !owning.is_some_and(|nodes| nodes.contains(&o.node)))
                     .collect();
                 for other in others {
-                    self.delete(&other.name, &mut writes);
+                    self.delete(other, &mut writes);
                 }
             }
         }
-        self.takeover.retain(|s| announcing.contains_key(s));
-        self.written.retain(|s, _| announcing.contains_key(s));
-        self.seen.retain(|s| announcing.contains_key(s));
+        let dropped = |s: &String| scope.contains(s) && !announcing.contains_key(s);
+        self.takeover.retain(|s| !dropped(s));
+        self.written.retain(|s, _| !dropped(s));
+        self.seen.retain(|s| !dropped(s));
         let stale: Vec<&StatusObject> = observed
             .iter()
             .filter(|o| {
@@ -140,15 +154,19 @@ impl StatusBook {
             })
             .collect();
         for object in stale {
-            self.delete(&object.name, &mut writes);
+            self.delete(object, &mut writes);
         }
         writes
     }
 
-    fn delete(&mut self, name: &str, writes: &mut Vec<StatusWrite>) {
-        if self.deleting.insert(name.to_owned()) {
+    fn delete(&mut self, object: &StatusObject, writes: &mut Vec<StatusWrite>) {
+        if self
+            .deleting
+            .insert(object.name.clone(), object.service.clone())
+            .is_none()
+        {
             writes.push(StatusWrite::Delete {
-                name: name.to_owned(),
+                name: object.name.clone(),
             });
         }
     }
@@ -235,8 +253,10 @@ pub struct Notices {
     node: String,
     /// Services this node announces, and whether it found interfaces for them.
     announcing: BTreeMap<String, bool>,
-    /// Silences reported by this node, while it is the reporter: (Service, IP) → why.
-    silenced: BTreeMap<(String, IpAddr), Silence>,
+    /// Silences reported by this node, while it is the reporter: IP → Service → why.
+    silenced: BTreeMap<IpAddr, BTreeMap<String, Silence>>,
+    /// Whether this node was the reporter in the last update.
+    reporter: bool,
 }
 
 impl Notices {
@@ -248,18 +268,26 @@ impl Notices {
         }
     }
 
-    /// The Events for a new round of ownership decisions. `placed` says, for each Service this node
-    /// announces, whether it answers on at least one interface. `reporter`: whether this node
-    /// reports silences (one node does, so each is reported once, not by every speaker).
+    /// The Events for a round that moved the decisions of `moved` and looked at the Services
+    /// of `scope`. `placed` says, for each Service of `scope` this node announces, whether it
+    /// answers on at least one interface. `reporter`: whether this node reports silences (one
+    /// node does, so each is reported once, not by every speaker); a node that just became it
+    /// looks at every decision.
     pub fn update(
         &mut self,
         decisions: &Decisions,
+        moved: &BTreeSet<IpAddr>,
+        scope: &BTreeSet<String>,
         placed: &BTreeMap<String, bool>,
         reporter: bool,
     ) -> Vec<Notice> {
         let mut notices = Vec::new();
-        for (service, has_interfaces) in placed {
-            let before = self.announcing.get(service).copied();
+        for service in scope {
+            let Some(has_interfaces) = placed.get(service).copied() else {
+                self.announcing.remove(service);
+                continue;
+            };
+            let before = self.announcing.insert(service.clone(), has_interfaces);
             if before.is_none() {
                 notices.push(Notice::NodeAssigned {
                     service: service.clone(),
@@ -273,56 +301,73 @@ impl Notices {
                 });
             }
         }
-        self.announcing = placed.clone();
+        let became = reporter && !self.reporter;
+        self.reporter = reporter;
         if !reporter {
             self.silenced.clear();
             return notices;
         }
-        let silent = silences(decisions);
-        for ((service, ip), reason) in &silent {
-            if self.silenced.get(&(service.clone(), *ip)) != Some(reason) {
-                notices.push(Notice::Silent {
-                    service: service.clone(),
-                    ip: *ip,
-                    reason: *reason,
-                });
+        let ips: BTreeSet<IpAddr> = if became {
+            decisions.keys().copied().collect()
+        } else {
+            moved.clone()
+        };
+        for ip in ips {
+            let now = silences(decisions.get(&ip));
+            let before = self.silenced.remove(&ip).unwrap_or_default();
+            for (service, reason) in &now {
+                if before.get(service) != Some(reason) {
+                    notices.push(Notice::Silent {
+                        service: service.clone(),
+                        ip,
+                        reason: *reason,
+                    });
+                }
+            }
+            if !now.is_empty() {
+                self.silenced.insert(ip, now);
             }
         }
-        self.silenced = silent;
         notices
     }
 }
 
-/// (Service, IP) → why nobody announces it, for every silent IP.
-fn silences(decisions: &Decisions) -> BTreeMap<(String, IpAddr), Silence> {
-    decisions
-        .iter()
-        .filter_map(|(ip, d)| match d.ownership {
-            Ownership::Silent(reason) => Some((ip, &d.services, reason)),
-            Ownership::Owner { .. } => None,
-        })
-        .flat_map(|(ip, services, reason)| services.iter().map(move |s| ((s.clone(), *ip), reason)))
-        .collect()
+/// Service → why nobody announces the IP of `decision`, if it is silent.
+fn silences(decision: Option<&Decision>) -> BTreeMap<String, Silence> {
+    match decision {
+        Some(Decision {
+            services,
+            ownership: Ownership::Silent(reason),
+        }) => services.iter().map(|s| (s.clone(), *reason)).collect(),
+        _ => BTreeMap::new(),
+    }
 }
 
 /// The IPs in Service status that lie in no pool, as every speaker counts them
 /// (`ferrolb_speaker_ip_not_in_pool_total`): each (Service, IP) once per change.
 #[derive(Debug, Clone, Default)]
 pub struct Refusals {
-    refused: BTreeSet<(String, IpAddr)>,
+    /// IP → the Services refused it.
+    refused: BTreeMap<IpAddr, BTreeSet<String>>,
 }
 
 impl Refusals {
-    /// How many (Service, IP) pairs `decisions` newly refuse as outside every pool.
-    pub fn update(&mut self, decisions: &Decisions) -> u64 {
-        let now: BTreeSet<(String, IpAddr)> = silences(decisions)
-            .into_iter()
-            .filter(|(_, reason)| *reason == Silence::NotInPool)
-            .map(|(key, _)| key)
-            .collect();
-        let new = now.difference(&self.refused).count();
-        self.refused = now;
-        u64::try_from(new).unwrap_or(u64::MAX)
+    /// How many (Service, IP) pairs the decisions of `moved` newly refuse as outside every pool.
+    pub fn update(&mut self, decisions: &Decisions, moved: &BTreeSet<IpAddr>) -> u64 {
+        let mut new = 0_u64;
+        for ip in moved {
+            let now: BTreeSet<String> = silences(decisions.get(ip))
+                .into_iter()
+                .filter(|(_, reason)| *reason == Silence::NotInPool)
+                .map(|(service, _)| service)
+                .collect();
+            let before = self.refused.remove(ip).unwrap_or_default();
+            new += u64::try_from(now.difference(&before).count()).unwrap_or(u64::MAX);
+            if !now.is_empty() {
+                self.refused.insert(*ip, now);
+            }
+        }
+        new
     }
 }
 
@@ -371,6 +416,28 @@ mod tests {
         BTreeMap::new()
     }
 
+    /// Plans with every Service of these tests in scope.
+    fn plan(
+        book: &mut StatusBook,
+        announcing: &BTreeMap<String, BTreeSet<String>>,
+        owners: &BTreeMap<String, BTreeSet<String>>,
+        observed: &[StatusObject],
+    ) -> Vec<StatusWrite> {
+        book.plan(&set(&["ns/web"]), announcing, owners, observed)
+    }
+
+    /// Updates with every decision moved and every Service of these tests in scope.
+    fn update(
+        notices: &mut Notices,
+        decisions: &Decisions,
+        placed: &BTreeMap<String, bool>,
+        reporter: bool,
+    ) -> Vec<Notice> {
+        let moved = decisions.keys().copied().collect();
+        let scope = set(&["ns/web", "ns/db", "ns/a", "ns/b"]);
+        notices.update(decisions, &moved, &scope, placed, reporter)
+    }
+
     fn decision(services: &[&str], ownership: Ownership) -> Decision {
         Decision {
             services: set(services),
@@ -395,23 +462,28 @@ mod tests {
     fn an_owner_writes_once_and_again_only_on_change() {
         let mut book = StatusBook::new("a");
         let mut announcing = BTreeMap::from([("ns/web".to_owned(), set(&["eth0"]))]);
-        let first = book.plan(&announcing, &none(), &[]);
+        let first = plan(&mut book, &announcing, &none(), &[]);
         assert!(matches!(&first[..], [StatusWrite::Apply { service, .. }] if service == "ns/web"));
         // The write is not visible yet: nothing is written twice.
-        assert_eq!(book.plan(&announcing, &none(), &[]), []);
+        assert_eq!(plan(&mut book, &announcing, &none(), &[]), []);
         let observed = [object("ns/web", "a", &["eth0"])];
-        assert_eq!(book.plan(&announcing, &none(), &observed), []);
+        assert_eq!(plan(&mut book, &announcing, &none(), &observed), []);
         announcing.insert("ns/web".into(), set(&["eth0", "eth1"]));
-        assert_eq!(book.plan(&announcing, &none(), &observed).len(), 1);
+        assert_eq!(plan(&mut book, &announcing, &none(), &observed).len(), 1);
     }
 
     #[test]
     fn an_object_deleted_by_someone_else_is_written_again() {
         let mut book = StatusBook::new("a");
         let announcing = BTreeMap::from([("ns/web".to_owned(), set(&["eth0"]))]);
-        book.plan(&announcing, &none(), &[]);
-        book.plan(&announcing, &none(), &[object("ns/web", "a", &["eth0"])]);
-        assert_eq!(book.plan(&announcing, &none(), &[]).len(), 1);
+        plan(&mut book, &announcing, &none(), &[]);
+        plan(
+            &mut book,
+            &announcing,
+            &none(),
+            &[object("ns/web", "a", &["eth0"])],
+        );
+        assert_eq!(plan(&mut book, &announcing, &none(), &[]).len(), 1);
     }
 
     #[test]
@@ -420,13 +492,13 @@ mod tests {
         let announcing = BTreeMap::from([("ns/web".to_owned(), set(&["eth0"]))]);
         let old = object("ns/web", "a", &["eth0"]);
         book.took_over("ns/web");
-        let writes = book.plan(&announcing, &none(), std::slice::from_ref(&old));
+        let writes = plan(&mut book, &announcing, &none(), std::slice::from_ref(&old));
         assert!(writes.contains(&StatusWrite::Delete {
             name: old.name.clone()
         }));
         // A partitioned node that recreates its object is left alone.
         let mine = object("ns/web", "b", &["eth0"]);
-        assert_eq!(book.plan(&announcing, &none(), &[old, mine]), []);
+        assert_eq!(plan(&mut book, &announcing, &none(), &[old, mine]), []);
     }
 
     #[test]
@@ -436,14 +508,14 @@ mod tests {
             object("ns/web", "a", &["eth0"]),
             object("ns/web", "b", &["eth0"]),
         ];
-        let writes = book.plan(&BTreeMap::new(), &none(), &observed);
+        let writes = plan(&mut book, &BTreeMap::new(), &none(), &observed);
         assert_eq!(
             writes,
             [StatusWrite::Delete {
                 name: status_name("ns/web", "a")
             }]
         );
-        assert_eq!(book.plan(&BTreeMap::new(), &none(), &observed), []);
+        assert_eq!(plan(&mut book, &BTreeMap::new(), &none(), &observed), []);
     }
 
     #[test]
@@ -461,17 +533,17 @@ mod tests {
             ),
         ]);
         let placed = BTreeMap::from([("ns/web".to_owned(), true)]);
-        let first = notices.update(&decisions, &placed, true);
+        let first = update(&mut notices, &decisions, &placed, true);
         assert_eq!(first.len(), 2, "{first:?}");
-        assert_eq!(notices.update(&decisions, &placed, true), []);
+        assert_eq!(update(&mut notices, &decisions, &placed, true), []);
         // Losing and regaining is a new assignment.
-        notices.update(&decisions, &BTreeMap::new(), true);
-        let again = notices.update(&decisions, &placed, true);
+        update(&mut notices, &decisions, &BTreeMap::new(), true);
+        let again = update(&mut notices, &decisions, &placed, true);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].reason(), "NodeAssigned");
         // Not the reporter: no silences.
         let mut quiet = Notices::new("b");
-        assert_eq!(quiet.update(&decisions, &BTreeMap::new(), false), []);
+        assert_eq!(update(&mut quiet, &decisions, &BTreeMap::new(), false), []);
     }
 
     #[test]
@@ -482,26 +554,26 @@ mod tests {
             decision(&["ns/a", "ns/b"], Ownership::Silent(Silence::NotInPool)),
         )]);
         let mut notices = Notices::new("a");
-        let first = notices.update(&decisions, &BTreeMap::new(), true);
+        let first = update(&mut notices, &decisions, &BTreeMap::new(), true);
         assert_eq!(first.len(), 2);
         assert!(first.iter().all(|n| n.reason() == "IPNotInPool"
             && n.severity() == Severity::Warning
             && n.note().contains("203.0.113.9")));
-        assert_eq!(notices.update(&decisions, &BTreeMap::new(), true), []);
+        assert_eq!(update(&mut notices, &decisions, &BTreeMap::new(), true), []);
         let mut refusals = Refusals::default();
-        assert_eq!(refusals.update(&decisions), 2);
-        assert_eq!(refusals.update(&decisions), 0);
-        assert_eq!(refusals.update(&Decisions::new()), 0);
-        assert_eq!(refusals.update(&decisions), 2);
+        assert_eq!(refusals.update(&decisions, &[ip].into()), 2);
+        assert_eq!(refusals.update(&decisions, &[ip].into()), 0);
+        assert_eq!(refusals.update(&Decisions::new(), &[ip].into()), 0);
+        assert_eq!(refusals.update(&decisions, &[ip].into()), 2);
     }
 
     #[test]
     fn an_owner_without_interfaces_warns_once() {
         let mut notices = Notices::new("a");
         let placed = BTreeMap::from([("ns/web".to_owned(), false)]);
-        let first = notices.update(&BTreeMap::new(), &placed, false);
+        let first = update(&mut notices, &BTreeMap::new(), &placed, false);
         assert!(first.iter().any(|n| n.reason() == "NoInterface"));
-        assert_eq!(notices.update(&BTreeMap::new(), &placed, false), []);
+        assert_eq!(update(&mut notices, &BTreeMap::new(), &placed, false), []);
     }
 
     #[test]
@@ -514,9 +586,48 @@ mod tests {
         let a = object("ns/web", "a", &["eth0"]);
         let gone = object("ns/web", "c", &["eth0"]);
         book.took_over("ns/web");
-        let writes = book.plan(&announcing, &owners, &[a.clone(), gone.clone()]);
+        let writes = plan(&mut book, &announcing, &owners, &[a.clone(), gone.clone()]);
         assert!(writes.contains(&StatusWrite::Delete { name: gone.name }));
         assert!(!writes.contains(&StatusWrite::Delete { name: a.name }));
+    }
+
+    #[test]
+    fn services_outside_the_scope_are_left_as_they_are() {
+        let mut book = StatusBook::new("a");
+        let announcing = BTreeMap::from([("ns/web".to_owned(), set(&["eth0"]))]);
+        plan(&mut book, &announcing, &none(), &[]);
+        // A round about another Service neither rewrites nor forgets this one.
+        let other = set(&["ns/db"]);
+        assert_eq!(book.plan(&other, &none(), &none(), &[]), []);
+        assert_eq!(plan(&mut book, &announcing, &none(), &[]), []);
+        // Stopping is seen only in a round whose scope holds the Service.
+        let mine = [object("ns/web", "a", &["eth0"])];
+        assert_eq!(book.plan(&other, &none(), &none(), &[]), []);
+        assert_eq!(plan(&mut book, &none(), &none(), &mine).len(), 1);
+    }
+
+    #[test]
+    fn a_new_reporter_reports_every_silence_once() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let decisions = Decisions::from([(
+            ip,
+            decision(&["ns/db"], Ownership::Silent(Silence::NoServingEndpoint)),
+        )]);
+        let mut notices = Notices::new("a");
+        let none_moved = BTreeSet::new();
+        let scope = BTreeSet::new();
+        let placed = BTreeMap::new();
+        assert_eq!(
+            notices.update(&decisions, &none_moved, &scope, &placed, false),
+            []
+        );
+        // Becoming the reporter looks at every decision, moved or not.
+        let first = notices.update(&decisions, &none_moved, &scope, &placed, true);
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            notices.update(&decisions, &[ip].into(), &scope, &placed, true),
+            []
+        );
     }
 
     #[test]
