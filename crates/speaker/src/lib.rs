@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod publish;
 pub mod reach;
 pub mod runtime;
+pub mod slim;
 pub mod touch;
 pub mod visibility;
 

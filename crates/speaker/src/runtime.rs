@@ -39,6 +39,7 @@ use crate::ledger::{Ledger, Moved};
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
 use crate::reach::ApiReach;
+use crate::slim;
 use crate::touch::{ByService, Dirty, Touch};
 use crate::visibility::{
     Notice, Notices, Refusals, StatusBook, StatusObject, StatusWrite, UsablePublisher, reporter,
@@ -104,20 +105,42 @@ impl L2Feedback {
 
 /// A kind the runtime watches. Custom kinds are read through a [`DeserializeGuard`], so an
 /// object that does not parse is reported and skipped instead of stopping the watch.
-trait Watched {
+trait Watched: Resource + Sized {
     /// Why this object could not be parsed; `None` when it was.
     fn parse_problem(&self) -> Option<&str> {
         None
     }
+
+    /// Drops what the speaker never reads before the object is cached (see [`slim`]); by
+    /// default the server's record of who wrote which field, most of a small object's size.
+    fn slim(&mut self) {
+        self.managed_fields_mut().clear();
+    }
 }
 
-impl Watched for Service {}
-impl Watched for EndpointSlice {}
-impl Watched for KubeNode {}
+impl Watched for Service {
+    fn slim(&mut self) {
+        slim::service(self);
+    }
+}
+impl Watched for EndpointSlice {
+    fn slim(&mut self) {
+        slim::slice(self);
+    }
+}
+impl Watched for KubeNode {
+    fn slim(&mut self) {
+        slim::node(self);
+    }
+}
 impl Watched for Pod {}
-impl Watched for ServiceL2Status {}
+impl Watched for ServiceL2Status {
+    fn slim(&mut self) {
+        slim::status(self);
+    }
+}
 
-impl<K> Watched for DeserializeGuard<K> {
+impl<K: Resource> Watched for DeserializeGuard<K> {
     fn parse_problem(&self) -> Option<&str> {
         self.0.as_ref().err().map(|e| e.error.as_str())
     }
@@ -141,9 +164,7 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    // The server's bookkeeping of who wrote which field is most of an object's size and never
-    // read here.
-    let watch = watcher(api, config).modify(|o| o.managed_fields_mut().clear());
+    let watch = watcher(api, config).modify(K::slim);
     let stream = reflector::reflector(writer, watch)
         .default_backoff()
         .filter_map(move |event| {

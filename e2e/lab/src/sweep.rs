@@ -93,6 +93,9 @@ pub fn run_sweep(
         read_timeout: Some(Duration::from_millis(20)),
         promiscuous: false,
         read_buffer_size: 65536,
+        // Only ARP and NS/NA from other stations: the frames this host sends (its requests,
+        // and a flood sent from the same link) would queue in front of the answers.
+        socket_fd: Some(ferrolb_speaker::l2::responder::filtered_socket()?),
         ..pnet_datalink::Config::default()
     };
     let pnet_datalink::Channel::Ethernet(mut tx, mut rx) = pnet_datalink::channel(&nic, config)?

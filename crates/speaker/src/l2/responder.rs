@@ -154,8 +154,12 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 
 /// A packet socket that receives nothing until bound (protocol 0; pnet binds it to its
 /// interface for every protocol), with [`ferrolb_wire::filter`] attached first: frames this
-/// node never answers stay in the kernel.
-fn filtered_socket() -> std::io::Result<i32> {
+/// node never answers stay in the kernel. The lab's client listens through the same filter,
+/// so its own flood does not crowd out the answers it waits for.
+///
+/// # Errors
+/// When the socket cannot be opened or the filter attached.
+pub fn filtered_socket() -> std::io::Result<i32> {
     use std::os::fd::IntoRawFd;
     let socket = Socket::new(Domain::PACKET, Type::RAW, None)?;
     let program: Vec<SockFilter> = ferrolb_wire::filter::program()

@@ -111,7 +111,12 @@ pub(super) fn release(state: &mut State, rt: &ResourceType, object: &Value) {
             .unwrap_or_default()
             .to_owned();
         state.registry.remove(&group, &plural);
-        state.objects.remove(&format!("{group}/{plural}"));
+        let storage_key = format!("{group}/{plural}");
+        if let Some(bucket) = state.objects.remove(&storage_key) {
+            for (key, object) in bucket {
+                state.owners.removed(&(storage_key.clone(), key), &object);
+            }
+        }
     }
 }
 

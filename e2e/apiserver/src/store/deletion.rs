@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use super::objects::{
     ObjectKey, State, has_finalizers, is_terminating, meta, metadata_mut, object_key, set_rv,
 };
+use super::owners::owner_uids;
 use super::watch_log::{EventType, WatchEvent};
 use super::{Deleted, Store, admission, now};
 use crate::error::{ApiError, ApiResult};
@@ -230,33 +231,23 @@ fn collect_garbage(state: &mut State, sender: &Sender, gone: &Value) {
     if uid.is_empty() {
         return;
     }
-    let uids: BTreeSet<String> = state
-        .objects
-        .values()
-        .flat_map(|b| b.values())
-        .map(|o| meta(o, "uid"))
-        .collect();
-    for rt in storage_types(state) {
-        let dependents: Vec<(ObjectKey, bool)> = state
-            .bucket(&rt)
+    for (storage_key, key) in state.owners.dependents_of(&uid) {
+        let Some(rt) = storage_types(state)
+            .into_iter()
+            .find(|t| t.storage_key() == storage_key)
+        else {
+            continue;
+        };
+        let Some(dependent) = state.bucket(&rt).get(&key) else {
+            continue;
+        };
+        let orphaned = owner_uids(dependent)
             .iter()
-            .filter_map(|(k, o)| {
-                let refs = o["metadata"]["ownerReferences"].as_array()?;
-                if !refs.iter().any(|r| r["uid"] == uid.as_str()) {
-                    return None;
-                }
-                let orphaned = refs
-                    .iter()
-                    .all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()));
-                Some((k.clone(), orphaned))
-            })
-            .collect();
-        for (key, orphaned) in dependents {
-            if orphaned {
-                delete_by_key(state, sender, &rt, key);
-            } else {
-                drop_owner_reference(state, sender, &rt, key, &uid);
-            }
+            .all(|owner| !state.owners.is_live(owner));
+        if orphaned {
+            delete_by_key(state, sender, &rt, key);
+        } else {
+            drop_owner_reference(state, sender, &rt, key, &uid);
         }
     }
 }
@@ -279,19 +270,11 @@ fn drop_owner_reference(
 }
 
 fn orphan_dependents(state: &mut State, sender: &Sender, uid: &str) {
-    let types: Vec<Arc<ResourceType>> = state.registry.all().cloned().collect();
-    for rt in types {
-        let keys: Vec<ObjectKey> = state
-            .bucket(&rt)
-            .iter()
-            .filter(|(_, o)| {
-                o["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r["uid"] == uid))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
+    for (storage_key, key) in state.owners.dependents_of(uid) {
+        if let Some(rt) = storage_types(state)
+            .into_iter()
+            .find(|t| t.storage_key() == storage_key)
+        {
             drop_owner_reference(state, sender, &rt, key, uid);
         }
     }

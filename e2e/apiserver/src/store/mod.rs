@@ -9,12 +9,14 @@
 //!
 //! The concerns live in their own modules: [`objects`] (storage, resourceVersions, reads and
 //! pages), [`watch_log`] (the event log and fan-out), [`writes`] (create, update, patch),
-//! [`admission`] (defaulting and validation before storage, CRD registration) and [`deletion`]
-//! (finalizers, garbage collection, namespace deletion).
+//! [`admission`] (defaulting and validation before storage, CRD registration), [`deletion`]
+//! (finalizers, garbage collection, namespace deletion) and [`owners`] (the index garbage
+//! collection looks dependents up in).
 
 mod admission;
 mod deletion;
 mod objects;
+mod owners;
 mod watch_log;
 mod writes;
 
@@ -160,6 +162,7 @@ impl Store {
                 compacted: 0,
                 services,
                 primary_v6,
+                owners: owners::Owners::default(),
             }),
             events,
         };

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::Store;
-use super::objects::State;
+use super::objects::{State, meta};
 use crate::error::{ApiError, ApiResult};
 
 /// Kind of change a watch event reports.
@@ -55,13 +55,27 @@ pub type Subscription = (
 );
 
 impl State {
-    /// Logs a change and sends it to live watchers. Called with the lock held, so that
+    /// Logs a change, notes its owner references, and sends it to live watchers. Called with the lock held, so that
     /// [`Store::subscribe`] (same lock) never misses or repeats an event.
     pub(super) fn record(
         &mut self,
         sender: &broadcast::Sender<Arc<WatchEvent>>,
         event: WatchEvent,
     ) {
+        let place = (
+            event.key.clone(),
+            (
+                meta(&event.object, "namespace"),
+                meta(&event.object, "name"),
+            ),
+        );
+        match event.event_type {
+            EventType::Deleted => self.owners.removed(&place, &event.object),
+            EventType::Added | EventType::Modified => {
+                self.owners
+                    .stored(&place, event.previous.as_ref(), &event.object);
+            }
+        }
         let event = Arc::new(event);
         self.log.push_back(event.clone());
         while self.log.len() > self.capacity {

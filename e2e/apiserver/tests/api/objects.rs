@@ -342,6 +342,44 @@ async fn dependents_are_collected_when_their_owner_is_deleted() {
 }
 
 #[tokio::test]
+async fn a_dependent_with_another_owner_left_only_loses_the_reference() {
+    let (_s, client) = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut uids = Vec::new();
+    for name in ["first", "second"] {
+        let owner = api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        uids.push(owner.uid().unwrap());
+    }
+    let child: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "child", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "first", "uid": uids[0]},
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "second", "uid": uids[1]},
+        ]}}))
+        .unwrap();
+    api.create(&PostParams::default(), &child).await.unwrap();
+    api.delete("first", &DeleteParams::default()).await.unwrap();
+    let refs = api
+        .get("child")
+        .await
+        .unwrap()
+        .metadata
+        .owner_references
+        .unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].uid, uids[1]);
+    api.delete("second", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(api_code(&api.get("child").await.unwrap_err()).0, 404);
+}
+
+#[tokio::test]
 async fn services_are_defaulted_like_kube_apiserver_does() {
     let (_s, client) = server().await;
     let api: Api<Service> = Api::namespaced(client, "default");

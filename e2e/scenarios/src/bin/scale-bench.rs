@@ -442,18 +442,20 @@ impl Driver {
             let batch: Vec<String> = (0..CHURN_PER_S)
                 .map(|i| format!("churn-{second}-{i}"))
                 .collect();
-            let at = now_us();
             let api = self.services.clone();
+            // Each Service's latency counts from its own create request.
             let creates = futures::stream::iter(batch.clone())
                 .map(|name| {
                     let api = api.clone();
                     async move {
+                        let at = now_us();
                         api.create(&PostParams::default(), &service(&name, false))
                             .await
+                            .map(|_| (name, at))
                     }
                 })
                 .buffer_unordered(CONCURRENCY)
-                .try_for_each(|_| async { Ok(()) });
+                .try_collect::<Vec<_>>();
             let doomed: Vec<String> = victims.drain(..).collect();
             let deletes = futures::stream::iter(doomed)
                 .map(|name| {
@@ -463,15 +465,19 @@ impl Driver {
                 .buffer_unordered(CONCURRENCY)
                 .try_for_each(|_| async { Ok(()) });
             let (c, d) = futures::join!(creates, deletes);
-            c?;
+            created.extend(c?);
             d?;
-            created.extend(batch.iter().map(|n| (n.clone(), at)));
             victims.extend(batch);
             second += 1;
             if let Some(rest) = Duration::from_secs(1).checked_sub(tick.elapsed()) {
                 tokio::time::sleep(rest).await;
             }
         }
+        eprintln!(
+            "churn: {} creates and as many deletes in {:.1} s",
+            created.len(),
+            started.elapsed().as_secs_f64()
+        );
         // The last second's Services get their IPs too.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
