@@ -87,6 +87,14 @@ impl ApiServer {
         };
         self.listeners += 1;
         let mut stopped = self.shutdown.subscribe();
+        // As Go's net package (and so kube-apiserver) does: without it, Nagle's algorithm holds
+        // each small watch event behind the client's delayed ACK (40 ms) whenever events come
+        // faster than ACKs.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         tokio::spawn(async move {
             let serve =
                 axum::serve(listener, http::router(app)).with_graceful_shutdown(async move {

@@ -101,10 +101,11 @@ impl Default for ClaimTiming {
             // the next probe, and a deferred IP costs two frames a second on the link.
             reprobe: Duration::from_millis(300),
             reprobe_spread: Duration::from_millis(200),
-            // The previous owner lets go within a few ms of the gossip news that made this
-            // node the owner: a probe every 20 ms (plus up to three 30 ms witness waits of
-            // jitter) keeps the IP's silence near 100 ms without a frame storm.
-            succession_retry: Duration::from_millis(20),
+            // The previous owner lets go within a few ms of the same news (gossip, or the
+            // EndpointSlice that moved a Local Service): probing again 10-15 ms after its answer
+            // (then listening a witness wait) keeps the IP's silence well under 100 ms, at
+            // about 20 frames a second per IP while it holds on.
+            succession_retry: Duration::from_millis(10),
             // Gossip news reaches every member within a few probe periods; a holder that still
             // answers after this is not letting go (or its gossip is cut).
             succession_patience: Duration::from_secs(3),
@@ -362,10 +363,17 @@ impl ClaimMachine {
         let patient = self.kind == ClaimKind::Succession
             && now.saturating_sub(self.started) < self.timing.succession_patience;
         let next = if patient {
-            // Spread over a few witness waits: two nodes that both believe they succeed (both
-            // back from being cut off) then probe far enough apart that one finds the other
-            // answering, instead of both claiming in step again.
-            now + self.jittered(self.timing.succession_retry, self.timing.witness_wait * 3)
+            // This node never answered: the other station is the previous owner, about to let
+            // go (it learns the same news within milliseconds), so look again soon. Both had
+            // claimed (two nodes back from being cut off, each believing it succeeds): spread
+            // over a few witness waits, so that one finds the other answering instead of both
+            // claiming in step again.
+            let spread = if answering {
+                self.timing.witness_wait * 3
+            } else {
+                self.timing.succession_retry / 2
+            };
+            now + self.jittered(self.timing.succession_retry, spread)
         } else {
             now + self.jittered(self.timing.reprobe, self.timing.reprobe_spread)
         };
@@ -767,12 +775,32 @@ mod tests {
         let again = m.wake_at().unwrap_or_default();
         let retry = t.succession_retry;
         assert!(
-            again >= ms(1) + retry && again <= ms(1) + retry + t.witness_wait * 3,
+            again >= ms(1) + retry && again <= ms(1) + retry + retry / 2,
             "probed again at {again:?}"
         );
         assert_eq!(m.timer(again), [ClaimAction::Probe]);
         // It let go: the probe goes unanswered and this node claims.
         assert_claims(&mut m, again + t.witness_wait);
+    }
+
+    #[test]
+    fn two_successors_that_both_claimed_probe_again_spread_apart() {
+        let t = timing(ConflictPolicy::Warn);
+        let retry = t.succession_retry;
+        let mut wakes = Vec::new();
+        for seed in [1, 2] {
+            let mut m = ClaimMachine::new(ClaimKind::Succession, t.clone(), seed);
+            m.start(ms(0));
+            assert_claims(&mut m, t.witness_wait);
+            let now = t.witness_wait + ms(1);
+            assert_eq!(m.claims_seen(theirs(), now), [ClaimAction::Silence]);
+            let again = m.wake_at().unwrap_or_default();
+            assert!(again >= now + retry && again <= now + retry + t.witness_wait * 3);
+            wakes.push(again);
+        }
+        // Apart by more than a few ms: the first to probe again finds the other silent and
+        // claims, the other then finds it answering.
+        assert!(wakes[0].abs_diff(wakes[1]) > ms(2), "{wakes:?}");
     }
 
     #[test]
@@ -818,9 +846,10 @@ mod tests {
         assert_eq!(m.start(ms(0)), [ClaimAction::Probe]);
         m.probe_failed(ms(1));
         assert!(!m.watching());
-        assert_eq!(m.wake_at(), Some(ms(21)));
-        assert_eq!(m.timer(ms(21)), [ClaimAction::Probe]);
-        assert_claims(&mut m, ms(51));
+        let again = ms(1) + ClaimTiming::default().succession_retry;
+        assert_eq!(m.wake_at(), Some(again));
+        assert_eq!(m.timer(again), [ClaimAction::Probe]);
+        assert_claims(&mut m, again + ClaimTiming::default().witness_wait);
     }
 
     #[test]

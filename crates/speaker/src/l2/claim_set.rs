@@ -289,8 +289,9 @@ mod tests {
         let mut set = set();
         set.start(ip(1), 1, ClaimKind::Takeover, 1, ms(0));
         set.probe_failed(ip(1), ms(1));
-        assert_eq!(run_until(&mut set, ms(20)), []);
-        let steps = run_until(&mut set, ms(21));
+        let again = ms(1) + ClaimTiming::default().succession_retry;
+        assert_eq!(run_until(&mut set, again - ms(1)), []);
+        let steps = run_until(&mut set, again);
         assert_eq!(steps[0].1.actions, [ClaimAction::Probe]);
     }
 }
