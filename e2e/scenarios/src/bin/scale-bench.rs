@@ -10,7 +10,8 @@
 //! 3. a Service with `externalTrafficPolicy: Local` whose only endpoint moves between nodes
 //!    100 times: `endpoint_to_announce_p99_ms`, until the new owner's announcement reaches the
 //!    client;
-//! 4. 30 s of churn, 100 creates and 100 deletes a second: `churn_cpu_pct` (busiest speaker),
+//! 4. 30 s of churn, 100 creates and 100 deletes a second (one of each every 10 ms):
+//!    `churn_cpu_pct` (busiest speaker),
 //!    `assign_p99_ms` (create until the IP is in the Service's status, as a watch sees it);
 //! 5. a flood of at least 100,000 junk frames a second at one node for 10 s while the client
 //!    asks it for one IP 100 times a second: `flood_valid_answered_pct`, `flood_junk_per_s`;
@@ -430,47 +431,45 @@ impl Driver {
         }
     }
 
-    /// 100 creates and 100 deletes a second; create-to-IP latencies, ms.
+    /// 100 creates and 100 deletes a second, paced evenly (one of each every 10 ms; each
+    /// deletes the Service created a second before); create-to-IP latencies, ms.
     async fn churn(&mut self) -> anyhow::Result<Vec<f64>> {
         let mut created: Vec<(String, u64)> = Vec::new();
         let mut victims: std::collections::VecDeque<String> =
             (0..CHURN_PER_S).map(|i| format!("v4-{i}")).collect();
+        let mut ticker = tokio::time::interval(Duration::from_secs(1) / CHURN_PER_S as u32);
+        let mut running = futures::stream::FuturesUnordered::new();
         let started = Instant::now();
-        let mut second = 0usize;
-        while started.elapsed() < CHURN {
-            let tick = Instant::now();
-            let batch: Vec<String> = (0..CHURN_PER_S)
-                .map(|i| format!("churn-{second}-{i}"))
-                .collect();
-            let api = self.services.clone();
-            // Each Service's latency counts from its own create request.
-            let creates = futures::stream::iter(batch.clone())
-                .map(|name| {
-                    let api = api.clone();
-                    async move {
+        let mut n = 0usize;
+        loop {
+            tokio::select! {
+                _ = ticker.tick(), if started.elapsed() < CHURN => {
+                    let name = format!("churn-{n}");
+                    n += 1;
+                    let doomed = victims.pop_front();
+                    victims.push_back(name.clone());
+                    let api = self.services.clone();
+                    running.push(async move {
+                        let (params, object) = (PostParams::default(), service(&name, false));
                         let at = now_us();
-                        api.create(&PostParams::default(), &service(&name, false))
-                            .await
-                            .map(|_| (name, at))
-                    }
-                })
-                .buffer_unordered(CONCURRENCY)
-                .try_collect::<Vec<_>>();
-            let doomed: Vec<String> = victims.drain(..).collect();
-            let deletes = futures::stream::iter(doomed)
-                .map(|name| {
-                    let api = api.clone();
-                    async move { api.delete(&name, &DeleteParams::default()).await }
-                })
-                .buffer_unordered(CONCURRENCY)
-                .try_for_each(|_| async { Ok(()) });
-            let (c, d) = futures::join!(creates, deletes);
-            created.extend(c?);
-            d?;
-            victims.extend(batch);
-            second += 1;
-            if let Some(rest) = Duration::from_secs(1).checked_sub(tick.elapsed()) {
-                tokio::time::sleep(rest).await;
+                        let create = api.create(&params, &object);
+                        let delete = async {
+                            match &doomed {
+                                Some(d) => api.delete(d, &DeleteParams::default()).await.map(|_| ()),
+                                None => Ok(()),
+                            }
+                        };
+                        let (c, d) = futures::join!(create, delete);
+                        c?;
+                        d?;
+                        anyhow::Ok((name, at))
+                    });
+                }
+                Some(done) = running.next() => created.push(done?),
+                else => break,
+            }
+            if started.elapsed() >= CHURN && running.is_empty() {
+                break;
             }
         }
         eprintln!(
@@ -478,15 +477,13 @@ impl Driver {
             created.len(),
             started.elapsed().as_secs_f64()
         );
-        // The last second's Services get their IPs too.
+        // The Services still there get their IPs too.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let all = self.seen.lock().is_ok_and(|s| {
-                created
-                    .iter()
-                    .filter(|(n, _)| !victims.contains(n))
-                    .all(|(n, _)| s.first_us.contains_key(n))
-            });
+            let all = self
+                .seen
+                .lock()
+                .is_ok_and(|s| victims.iter().all(|n| s.first_us.contains_key(n)));
             if all || Instant::now() > deadline {
                 break;
             }
@@ -496,6 +493,13 @@ impl Driver {
             .seen
             .lock()
             .map_err(|_| anyhow::anyhow!("watch state poisoned"))?;
+        let never = created
+            .iter()
+            .filter(|(n, _)| !seen.first_us.contains_key(n))
+            .count();
+        if never > 0 {
+            eprintln!("churn: {never} Services never seen with an IP (deleted first, or stuck)");
+        }
         Ok(created
             .iter()
             .filter_map(|(n, at)| Some(seen.first_us.get(n)?.saturating_sub(*at) as f64 / 1000.0))
