@@ -141,10 +141,12 @@ impl StatusBook {
                 }
             }
         }
-        let dropped = |s: &String| scope.contains(s) && !announcing.contains_key(s);
-        self.takeover.retain(|s| !dropped(s));
-        self.written.retain(|s, _| !dropped(s));
-        self.seen.retain(|s| !dropped(s));
+        // Only the Services in scope: a round costs what it touched, not what this node holds.
+        for service in scope.iter().filter(|s| !announcing.contains_key(*s)) {
+            self.takeover.remove(service);
+            self.written.remove(service);
+            self.seen.remove(service);
+        }
         let stale: Vec<&StatusObject> = observed
             .iter()
             .filter(|o| {
