@@ -2,12 +2,13 @@
 //! hold; nothing here talks to the API.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use ferrolb_api::{IPAddressPool, L2Advertisement};
 use ferrolb_ipam::{AddrRange, LabelSelector, LabelSelectorRequirement, SelectorOperator};
-use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Service};
+use k8s_openapi::api::core::v1::{Node as KubeNode, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as KubeSelector, ObjectMeta};
 
 use crate::election::{Advertisement, Node, PoolFacts, ServiceFacts};
 
@@ -165,50 +166,119 @@ pub fn slice_service(slice: &EndpointSlice) -> Option<String> {
     ))
 }
 
+/// `namespace/name` of an object.
+pub fn key_of(meta: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// What the speaker keeps of a Service: whether it is a LoadBalancer of which class, its
+/// traffic policy, IPs and labels, and what Events name it by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceRecord {
+    /// `namespace/name`.
+    pub key: String,
+    /// For Events.
+    pub uid: Option<String>,
+    /// For Events.
+    pub resource_version: Option<String>,
+    /// `spec.type` is `LoadBalancer`.
+    pub load_balancer: bool,
+    /// `spec.loadBalancerClass`.
+    pub class: Option<String>,
+    /// `externalTrafficPolicy: Local`.
+    pub local: bool,
+    /// The IPs of `status.loadBalancer.ingress` (unparseable ones left out).
+    pub ips: Vec<IpAddr>,
+    /// For the advertisements' Service selectors.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ServiceRecord {
+    /// The record of `svc`.
+    pub fn of(svc: &Service) -> Self {
+        let spec = svc.spec.as_ref();
+        Self {
+            key: key_of(&svc.metadata),
+            uid: svc.metadata.uid.clone(),
+            resource_version: svc.metadata.resource_version.clone(),
+            load_balancer: spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"),
+            class: spec.and_then(|s| s.load_balancer_class.clone()),
+            local: spec.and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local"),
+            ips: svc
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect(),
+            labels: svc.metadata.labels.clone().unwrap_or_default(),
+        }
+    }
+
+    /// What Events about the Service name it by.
+    pub fn object_ref(&self) -> ObjectReference {
+        let (namespace, name) = self.key.split_once('/').unwrap_or(("", &self.key));
+        ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(namespace.to_owned()),
+            name: Some(name.to_owned()),
+            uid: self.uid.clone(),
+            resource_version: self.resource_version.clone(),
+            ..ObjectReference::default()
+        }
+    }
+}
+
+/// What the speaker keeps of an EndpointSlice: its Service and the nodes of its serving
+/// endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SliceRecord {
+    /// `namespace/name` of its Service, if it names one.
+    pub service: Option<String>,
+    /// See [`serving_nodes`].
+    pub serving_nodes: BTreeSet<String>,
+}
+
+impl SliceRecord {
+    /// The record of `slice`.
+    pub fn of(slice: &EndpointSlice) -> Self {
+        Self {
+            service: slice_service(slice),
+            serving_nodes: serving_nodes([slice]),
+        }
+    }
+}
+
 /// Whether the speaker handles a Service: a LoadBalancer of its class (None: no class).
-pub fn ours(svc: &Service, lb_class: Option<&str>) -> bool {
-    let spec = svc.spec.as_ref();
-    spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
-        && spec.and_then(|s| s.load_balancer_class.as_deref()) == lb_class
+pub fn ours(svc: &ServiceRecord, lb_class: Option<&str>) -> bool {
+    svc.load_balancer && svc.class.as_deref() == lb_class
 }
 
 /// A Service with an IP, for the election; None when it has no IP yet or is not ours.
 pub fn service(
-    svc: &Service,
+    svc: &ServiceRecord,
     lb_class: Option<&str>,
-    slices: &[&EndpointSlice],
+    slices: &[&SliceRecord],
 ) -> Option<ServiceFacts> {
-    if !ours(svc, lb_class) {
+    if !ours(svc, lb_class) || svc.ips.is_empty() {
         return None;
     }
-    let ips: Vec<std::net::IpAddr> = svc
-        .status
-        .as_ref()?
-        .load_balancer
-        .as_ref()?
-        .ingress
-        .iter()
-        .flatten()
-        .filter_map(|i| i.ip.as_deref()?.parse().ok())
-        .collect();
-    if ips.is_empty() {
-        return None;
-    }
-    let local = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.external_traffic_policy.as_deref())
-        == Some("Local");
     Some(ServiceFacts {
-        key: format!(
-            "{}/{}",
-            svc.metadata.namespace.as_deref().unwrap_or_default(),
-            svc.metadata.name.as_deref().unwrap_or_default()
-        ),
-        ips,
-        labels: svc.metadata.labels.clone().unwrap_or_default(),
-        local,
-        serving_nodes: serving_nodes(slices.iter().copied()),
+        key: svc.key.clone(),
+        ips: svc.ips.clone(),
+        labels: svc.labels.clone(),
+        local: svc.local,
+        serving_nodes: slices
+            .iter()
+            .flat_map(|s| s.serving_nodes.iter().cloned())
+            .collect(),
     })
 }
 
@@ -231,11 +301,12 @@ mod tests {
             ],
         }))
         .unwrap();
+        let record = SliceRecord::of(&slice);
         assert_eq!(
-            serving_nodes([&slice]),
+            record.serving_nodes,
             BTreeSet::from(["a".into(), "b".into()])
         );
-        assert_eq!(slice_service(&slice).as_deref(), Some("default/web"));
+        assert_eq!(record.service.as_deref(), Some("default/web"));
     }
 
     #[test]
@@ -247,11 +318,18 @@ mod tests {
             json_patch::merge(&mut v, &extra);
             serde_json::from_value(v).unwrap()
         };
-        assert!(service(&svc(json!({})), None, &[]).is_none());
-        let with_ip = svc(json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}));
+        let record = |v| ServiceRecord::of(&svc(v));
+        assert!(service(&record(json!({})), None, &[]).is_none());
+        let with_ip =
+            record(json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}));
         let facts = service(&with_ip, None, &[]).unwrap();
         assert!(facts.local);
+        assert_eq!(facts.key, "default/web");
         assert!(service(&with_ip, Some("other"), &[]).is_none());
+        let other_class = record(json!({"spec": {"loadBalancerClass": "other"},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}));
+        assert!(service(&other_class, None, &[]).is_none());
+        assert!(service(&other_class, Some("other"), &[]).is_some());
     }
 
     #[test]

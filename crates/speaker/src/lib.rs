@@ -3,6 +3,7 @@
 //! IP ([`election`]); and turns ownership changes into announcements ([`announcer`]).
 
 pub mod announcer;
+pub mod cache;
 pub mod election;
 pub mod gossip;
 pub mod inputs;

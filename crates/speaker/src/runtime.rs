@@ -28,10 +28,11 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 
 use crate::announcer::{Announce, Announcer, Change};
+use crate::cache::{self, Cache};
 use crate::election::{Cluster, Ownership, ServiceFacts, decide_ip};
 use crate::gossip::node::GossipStats;
 use crate::gossip::udp::GossipHandle;
-use crate::inputs;
+use crate::inputs::{self, ServiceRecord, SliceRecord};
 use crate::isolation::{self, IsolationChange, IsolationWatch};
 use crate::l2::claim::{ClaimKind, L2Report};
 use crate::l2::freshness;
@@ -118,27 +119,12 @@ trait Watched: Resource + Sized {
     }
 }
 
-impl Watched for Service {
-    fn slim(&mut self) {
-        slim::service(self);
-    }
-}
-impl Watched for EndpointSlice {
-    fn slim(&mut self) {
-        slim::slice(self);
-    }
-}
 impl Watched for KubeNode {
     fn slim(&mut self) {
         slim::node(self);
     }
 }
 impl Watched for Pod {}
-impl Watched for ServiceL2Status {
-    fn slim(&mut self) {
-        slim::status(self);
-    }
-}
 
 impl<K: Resource> Watched for DeserializeGuard<K> {
     fn parse_problem(&self) -> Option<&str> {
@@ -188,14 +174,56 @@ where
     (reader, stream)
 }
 
+/// Watches `api` into a [`Cache`] of records; the stream says what each event touched.
+fn cached<K, T>(
+    api: Api<K>,
+    config: watcher::Config,
+    record: fn(&K) -> (String, T),
+    key: fn(&K) -> String,
+    touched: fn(&watcher::Event<K>) -> Option<Touch>,
+) -> (Cache<T>, BoxStream<'static, Touch>)
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default,
+    T: Send + Sync + 'static,
+{
+    let (cache, mut writer) = cache::cache(record, key);
+    let stream = watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let touch = match event {
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch error; retrying");
+                    None
+                }
+                Ok(event) => {
+                    writer.apply(&event);
+                    touched(&event)
+                }
+            };
+            std::future::ready(touch)
+        })
+        .boxed();
+    (cache, stream)
+}
+
 /// `namespace/name` of an object.
 fn key_of(o: &impl Resource) -> String {
-    let meta = o.meta();
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
+    inputs::key_of(o.meta())
+}
+
+fn service_record(o: &Service) -> (String, ServiceRecord) {
+    let record = ServiceRecord::of(o);
+    (record.key.clone(), record)
+}
+
+fn slice_record(o: &EndpointSlice) -> (String, SliceRecord) {
+    (key_of(o), SliceRecord::of(o))
+}
+
+fn status_record(o: &ServiceL2Status) -> (String, StatusObject) {
+    let record = status_object(o);
+    (record.name.clone(), record)
 }
 
 fn service_touched(event: &watcher::Event<Service>) -> Option<Touch> {
@@ -266,13 +294,13 @@ fn status_object(o: &ServiceL2Status) -> StatusObject {
 /// The caches the watches fill (clones share them).
 #[derive(Clone)]
 struct Stores {
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
+    services: Cache<ServiceRecord>,
+    slices: Cache<SliceRecord>,
     nodes: Store<KubeNode>,
     ads: Store<DeserializeGuard<L2Advertisement>>,
     pools: Store<DeserializeGuard<IPAddressPool>>,
     pods: Store<Pod>,
-    statuses: Store<ServiceL2Status>,
+    statuses: Cache<StatusObject>,
 }
 
 impl Stores {
@@ -280,8 +308,20 @@ impl Stores {
     fn watch(client: &Client, config: &RuntimeConfig) -> (Self, BoxStream<'static, Touch>) {
         let all = watcher::Config::default();
         let ns = config.namespace.as_str();
-        let (services, s1) = reflect(Api::all(client.clone()), all.clone(), service_touched);
-        let (slices, s2) = reflect(Api::all(client.clone()), all.clone(), slice_touched);
+        let (services, s1) = cached(
+            Api::all(client.clone()),
+            all.clone(),
+            service_record,
+            key_of,
+            service_touched,
+        );
+        let (slices, s2) = cached(
+            Api::all(client.clone()),
+            all.clone(),
+            slice_record,
+            key_of,
+            slice_touched,
+        );
         let (nodes, s3) = reflect(Api::all(client.clone()), all.clone(), cluster_touched);
         let (ads, s4) = reflect(
             Api::namespaced(client.clone(), ns),
@@ -298,7 +338,13 @@ impl Stores {
             all.clone().labels(&config.speaker_selector),
             cluster_touched,
         );
-        let (statuses, s7) = reflect(Api::namespaced(client.clone(), ns), all, status_touched);
+        let (statuses, s7) = cached(
+            Api::namespaced(client.clone(), ns),
+            all,
+            status_record,
+            ResourceExt::name_any,
+            status_touched,
+        );
         let stores = Self {
             services,
             slices,
@@ -316,20 +362,19 @@ impl Stores {
     fn loaded(&self) -> BoxFuture<'static, ()> {
         let stores = self.clone();
         Box::pin(async move {
-            let _ = stores.services.wait_until_ready().await;
-            let _ = stores.slices.wait_until_ready().await;
+            stores.services.wait_until_ready().await;
+            stores.slices.wait_until_ready().await;
             let _ = stores.nodes.wait_until_ready().await;
             let _ = stores.ads.wait_until_ready().await;
             let _ = stores.pools.wait_until_ready().await;
             let _ = stores.pods.wait_until_ready().await;
-            let _ = stores.statuses.wait_until_ready().await;
+            stores.statuses.wait_until_ready().await;
         })
     }
 
     /// A reference to a Service for Events.
     fn service_ref(&self, key: &str) -> Option<ObjectReference> {
-        let svc = self.services.get(&object_ref(key)?)?;
-        Some(svc.object_ref(&()))
+        Some(self.services.get(key)?.object_ref())
     }
 
     /// The election's facts of the Service `key` (its EndpointSlices as `slices` files them).
@@ -339,27 +384,22 @@ impl Stores {
         slices: &ByService,
         lb_class: Option<&str>,
     ) -> Option<ServiceFacts> {
-        let svc = self.services.get(&object_ref(key)?)?;
-        let own: Vec<Arc<EndpointSlice>> = slices
+        let svc = self.services.get(key)?;
+        let own: Vec<Arc<SliceRecord>> = slices
             .names(key)
-            .filter_map(|name| self.slices.get(&object_ref(name)?))
+            .filter_map(|name| self.slices.get(name))
             .collect();
-        let own: Vec<&EndpointSlice> = own.iter().map(AsRef::as_ref).collect();
+        let own: Vec<&SliceRecord> = own.iter().map(AsRef::as_ref).collect();
         inputs::service(&svc, lb_class, &own)
     }
 
     /// Every node's `ServiceL2Status` objects of the Services in `scope`.
-    fn status_objects(
-        &self,
-        scope: &BTreeSet<String>,
-        filed: &ByService,
-        namespace: &str,
-    ) -> Vec<StatusObject> {
+    fn status_objects(&self, scope: &BTreeSet<String>, filed: &ByService) -> Vec<StatusObject> {
         scope
             .iter()
             .flat_map(|service| filed.names(service))
-            .filter_map(|name| self.statuses.get(&ObjectRef::new(name).within(namespace)))
-            .map(|o| status_object(&o))
+            .filter_map(|name| self.statuses.get(name))
+            .map(|o| (*o).clone())
             .collect()
     }
 
@@ -367,14 +407,16 @@ impl Stores {
     fn refile(&self, slices: &mut ByService, statuses: &mut ByService) {
         slices.refile(
             self.slices
+                .entries()
+                .into_iter()
+                .filter_map(|(name, o)| Some((name, o.service.clone()?))),
+        );
+        statuses.refile(
+            self.statuses
                 .state()
                 .iter()
-                .filter_map(|o| Some((key_of(o.as_ref()), inputs::slice_service(o)?))),
+                .map(|o| (o.name.clone(), o.service.clone())),
         );
-        statuses.refile(self.statuses.state().iter().map(|o| {
-            let object = status_object(o);
-            (object.name, object.service)
-        }));
     }
 
     /// This speaker's Pod: `--pod-name`, else the running speaker Pod on this node.
@@ -474,16 +516,6 @@ impl Stores {
             ignore_exclude_lb: config.ignore_exclude_lb,
         }
     }
-}
-
-/// The cache key of `namespace/name`.
-fn object_ref<K>(key: &str) -> Option<ObjectRef<K>>
-where
-    K: Resource,
-    K::DynamicType: Default,
-{
-    let (namespace, name) = key.split_once('/')?;
-    Some(ObjectRef::new(name).within(namespace))
 }
 
 fn record_gossip(metrics: &Metrics, stats: &GossipStats, alive: usize) {
@@ -844,9 +876,8 @@ impl<R: Announce> Runtime<'_, R> {
         let keys: BTreeSet<String> = if dirty.everything {
             self.stores
                 .services
-                .state()
-                .iter()
-                .map(|s| key_of(s.as_ref()))
+                .keys()
+                .into_iter()
                 .chain(self.ledger.services().cloned())
                 .collect()
         } else {
@@ -1221,9 +1252,7 @@ impl<R: Announce> Runtime<'_, R> {
             return;
         }
         let owner = self.stores.own_pod(&self.config);
-        let observed = self
-            .stores
-            .status_objects(scope, &self.statuses, &self.config.namespace);
+        let observed = self.stores.status_objects(scope, &self.statuses);
         let owners = self.ledger.owners_of(scope);
         for write in self
             .announcing

@@ -594,20 +594,27 @@ impl Driver {
     }
 }
 
-/// Seconds until there is a ServiceL2Status for each of `services` (the speakers' writes after
-/// the IPs are answered): "idle" starts only once nothing is left to write.
+/// Seconds until there is a ServiceL2Status for each of `services`, each with its status
+/// written (the speakers write the object, then its status): "idle" starts only once nothing
+/// is left to write.
 async fn statuses_written(client: &kube::Client, services: usize) -> anyhow::Result<f64> {
     let api: Api<ferrolb_api::ServiceL2Status> =
         Api::namespaced(client.clone(), objects::SYSTEM_NAMESPACE);
     let started = Instant::now();
     loop {
-        let written = api.list_metadata(&Default::default()).await?.items.len();
+        let written = api
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|o| o.status.as_ref().is_some_and(|s| !s.interfaces.is_empty()))
+            .count();
         if written >= services {
             return Ok(started.elapsed().as_secs_f64());
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),
-            "only {written} of {services} ServiceL2Status objects after 600 s"
+            "only {written} of {services} ServiceL2Status objects written after 600 s"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
