@@ -35,16 +35,15 @@ pub struct CacheWriter<T, K> {
     records: Arc<RwLock<HashMap<String, Arc<T>>>>,
     ready: watch::Sender<bool>,
     relist: Option<HashMap<String, Arc<T>>>,
-    /// The key and the record of an object.
-    record: fn(&K) -> (String, T),
-    /// The key of a deleted object.
     key: fn(&K) -> String,
+    record: fn(&K) -> Option<T>,
 }
 
-/// A cache and its writer.
+/// A cache and its writer: `key` names an object, `record` is what is kept of it (`None`:
+/// nothing, as for an object that cannot be parsed).
 pub fn cache<T, K>(
-    record: fn(&K) -> (String, T),
     key: fn(&K) -> String,
+    record: fn(&K) -> Option<T>,
 ) -> (Cache<T>, CacheWriter<T, K>) {
     let records = Arc::new(RwLock::new(HashMap::new()));
     let (ready_tx, ready) = watch::channel(false);
@@ -57,8 +56,8 @@ pub fn cache<T, K>(
             records,
             ready: ready_tx,
             relist: None,
-            record,
             key,
+            record,
         },
     )
 }
@@ -69,10 +68,11 @@ impl<T, K> CacheWriter<T, K> {
         match event {
             watcher::Event::Init => self.relist = Some(HashMap::new()),
             watcher::Event::InitApply(o) => {
-                let (key, record) = (self.record)(o);
-                self.relist
-                    .get_or_insert_with(HashMap::new)
-                    .insert(key, Arc::new(record));
+                if let Some(record) = (self.record)(o) {
+                    self.relist
+                        .get_or_insert_with(HashMap::new)
+                        .insert((self.key)(o), Arc::new(record));
+                }
             }
             watcher::Event::InitDone => {
                 let relisted = self.relist.take().unwrap_or_default();
@@ -80,8 +80,11 @@ impl<T, K> CacheWriter<T, K> {
                 self.ready.send_replace(true);
             }
             watcher::Event::Apply(o) => {
-                let (key, record) = (self.record)(o);
-                self.write().insert(key, Arc::new(record));
+                let key = (self.key)(o);
+                match (self.record)(o) {
+                    Some(record) => self.write().insert(key, Arc::new(record)),
+                    None => self.write().remove(&key),
+                };
             }
             watcher::Event::Delete(o) => {
                 self.write().remove(&(self.key)(o));
@@ -134,13 +137,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// An "object": its name and a value; the record keeps the value doubled.
+    /// An "object": its name and a value; the record keeps the value doubled, and nothing of
+    /// a 0 (an object that cannot be parsed).
     type Obj = (&'static str, u32);
 
     fn new() -> (Cache<u32>, CacheWriter<u32, Obj>) {
         cache(
-            |o: &Obj| (o.0.to_owned(), o.1 * 2),
             |o: &Obj| o.0.to_owned(),
+            |o: &Obj| (o.1 > 0).then_some(o.1 * 2),
         )
     }
 
@@ -154,6 +158,9 @@ mod tests {
         writer.apply(&watcher::Event::Delete(("b", 2)));
         assert_eq!(cache.get("a").as_deref(), Some(&10));
         assert!(cache.get("b").is_none());
+        // Changed into something that cannot be read: not kept as it was.
+        writer.apply(&watcher::Event::Apply(("a", 0)));
+        assert!(cache.get("a").is_none());
     }
 
     #[test]

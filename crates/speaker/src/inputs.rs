@@ -136,24 +136,22 @@ pub fn node(n: &KubeNode) -> Node {
     }
 }
 
-/// Nodes with an endpoint of the Service that is ready, or serving while terminating (so a
-/// draining pod keeps its node announcing until it stops serving).
-pub fn serving_nodes<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> BTreeSet<String> {
-    let mut nodes = BTreeSet::new();
-    for slice in slices {
-        for ep in slice.endpoints.iter().flatten() {
+/// Nodes with an endpoint in `slice` that is ready, or serving while terminating (so a draining
+/// pod keeps its node announcing until it stops serving).
+pub fn serving_nodes(slice: &EndpointSlice) -> BTreeSet<String> {
+    slice
+        .endpoints
+        .iter()
+        .flatten()
+        .filter(|ep| {
             let cond = ep.conditions.as_ref();
             let ready = cond.and_then(|c| c.ready).unwrap_or(true);
             let serving = cond.and_then(|c| c.serving).unwrap_or(ready);
             let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
-            if (ready || (serving && terminating))
-                && let Some(node) = &ep.node_name
-            {
-                nodes.insert(node.clone());
-            }
-        }
-    }
-    nodes
+            ready || (serving && terminating)
+        })
+        .filter_map(|ep| ep.node_name.clone())
+        .collect()
 }
 
 /// `namespace/name` of the Service an EndpointSlice belongs to.
@@ -251,7 +249,7 @@ impl SliceRecord {
     pub fn of(slice: &EndpointSlice) -> Self {
         Self {
             service: slice_service(slice),
-            serving_nodes: serving_nodes([slice]),
+            serving_nodes: serving_nodes(slice),
         }
     }
 }

@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod publish;
 pub mod reach;
 pub mod runtime;
-pub mod slim;
 pub mod touch;
 pub mod visibility;
 

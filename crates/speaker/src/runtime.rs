@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::announcer::{Announce, Announcer, Change};
 use crate::cache::{self, Cache};
-use crate::election::{Cluster, Ownership, ServiceFacts, decide_ip};
+use crate::election::{Cluster, Node, Ownership, ServiceFacts, decide_ip};
 use crate::gossip::node::GossipStats;
 use crate::gossip::udp::GossipHandle;
 use crate::inputs::{self, ServiceRecord, SliceRecord};
@@ -40,7 +40,6 @@ use crate::ledger::{Ledger, Moved};
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
 use crate::reach::ApiReach;
-use crate::slim;
 use crate::touch::{ByService, Dirty, Touch};
 use crate::visibility::{
     Notice, Notices, Refusals, StatusBook, StatusObject, StatusWrite, UsablePublisher, reporter,
@@ -106,24 +105,16 @@ impl L2Feedback {
 
 /// A kind the runtime watches. Custom kinds are read through a [`DeserializeGuard`], so an
 /// object that does not parse is reported and skipped instead of stopping the watch.
-trait Watched: Resource + Sized {
+trait Watched: Resource {
     /// Why this object could not be parsed; `None` when it was.
     fn parse_problem(&self) -> Option<&str> {
         None
     }
-
-    /// Drops what the speaker never reads before the object is cached (see [`slim`]); by
-    /// default the server's record of who wrote which field, most of a small object's size.
-    fn slim(&mut self) {
-        self.managed_fields_mut().clear();
-    }
 }
 
-impl Watched for KubeNode {
-    fn slim(&mut self) {
-        slim::node(self);
-    }
-}
+impl Watched for Service {}
+impl Watched for EndpointSlice {}
+impl Watched for KubeNode {}
 impl Watched for Pod {}
 
 impl<K: Resource> Watched for DeserializeGuard<K> {
@@ -139,18 +130,12 @@ fn reflect<K>(
     touched: fn(&watcher::Event<K>) -> Option<Touch>,
 ) -> (Store<K>, BoxStream<'static, Touch>)
 where
-    K: Watched
-        + Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Watched + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let watch = watcher(api, config).modify(K::slim);
+    // The server's record of who wrote which field is most of a small object's size.
+    let watch = watcher(api, config).modify(|o| o.managed_fields_mut().clear());
     let stream = reflector::reflector(writer, watch)
         .default_backoff()
         .filter_map(move |event| {
@@ -178,16 +163,16 @@ where
 fn cached<K, T>(
     api: Api<K>,
     config: watcher::Config,
-    record: fn(&K) -> (String, T),
     key: fn(&K) -> String,
+    record: fn(&K) -> Option<T>,
     touched: fn(&watcher::Event<K>) -> Option<Touch>,
 ) -> (Cache<T>, BoxStream<'static, Touch>)
 where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: Watched + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default,
     T: Send + Sync + 'static,
 {
-    let (cache, mut writer) = cache::cache(record, key);
+    let (cache, mut writer) = cache::cache(key, record);
     let stream = watcher(api, config)
         .default_backoff()
         .filter_map(move |event| {
@@ -197,6 +182,11 @@ where
                     None
                 }
                 Ok(event) => {
+                    if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = &event
+                        && let Some(problem) = o.parse_problem()
+                    {
+                        tracing::warn!(object = %o.name_any(), %problem, "object cannot be parsed; skipped");
+                    }
                     writer.apply(&event);
                     touched(&event)
                 }
@@ -212,18 +202,20 @@ fn key_of(o: &impl Resource) -> String {
     inputs::key_of(o.meta())
 }
 
-fn service_record(o: &Service) -> (String, ServiceRecord) {
-    let record = ServiceRecord::of(o);
-    (record.key.clone(), record)
+fn service_record(o: &Service) -> Option<ServiceRecord> {
+    Some(ServiceRecord::of(o))
 }
 
-fn slice_record(o: &EndpointSlice) -> (String, SliceRecord) {
-    (key_of(o), SliceRecord::of(o))
+fn slice_record(o: &EndpointSlice) -> Option<SliceRecord> {
+    Some(SliceRecord::of(o))
 }
 
-fn status_record(o: &ServiceL2Status) -> (String, StatusObject) {
-    let record = status_object(o);
-    (record.name.clone(), record)
+fn node_record(o: &KubeNode) -> Option<Node> {
+    Some(inputs::node(o))
+}
+
+fn status_record(o: &DeserializeGuard<ServiceL2Status>) -> Option<StatusObject> {
+    o.0.as_ref().ok().map(status_object)
 }
 
 fn service_touched(event: &watcher::Event<Service>) -> Option<Touch> {
@@ -249,11 +241,11 @@ fn slice_touched(event: &watcher::Event<EndpointSlice>) -> Option<Touch> {
     }
 }
 
-fn status_touched(event: &watcher::Event<ServiceL2Status>) -> Option<Touch> {
+fn status_touched(event: &watcher::Event<DeserializeGuard<ServiceL2Status>>) -> Option<Touch> {
     match event {
         watcher::Event::Apply(o) => Some(Touch::Status {
             name: o.name_any(),
-            service: Some(status_object(o).service),
+            service: o.0.as_ref().ok().map(|o| status_object(o).service),
         }),
         watcher::Event::Delete(o) => Some(Touch::Status {
             name: o.name_any(),
@@ -296,7 +288,7 @@ fn status_object(o: &ServiceL2Status) -> StatusObject {
 struct Stores {
     services: Cache<ServiceRecord>,
     slices: Cache<SliceRecord>,
-    nodes: Store<KubeNode>,
+    nodes: Cache<Node>,
     ads: Store<DeserializeGuard<L2Advertisement>>,
     pools: Store<DeserializeGuard<IPAddressPool>>,
     pods: Store<Pod>,
@@ -311,18 +303,24 @@ impl Stores {
         let (services, s1) = cached(
             Api::all(client.clone()),
             all.clone(),
-            service_record,
             key_of,
+            service_record,
             service_touched,
         );
         let (slices, s2) = cached(
             Api::all(client.clone()),
             all.clone(),
-            slice_record,
             key_of,
+            slice_record,
             slice_touched,
         );
-        let (nodes, s3) = reflect(Api::all(client.clone()), all.clone(), cluster_touched);
+        let (nodes, s3) = cached(
+            Api::all(client.clone()),
+            all.clone(),
+            ResourceExt::name_any,
+            node_record,
+            cluster_touched,
+        );
         let (ads, s4) = reflect(
             Api::namespaced(client.clone(), ns),
             all.clone(),
@@ -341,8 +339,8 @@ impl Stores {
         let (statuses, s7) = cached(
             Api::namespaced(client.clone(), ns),
             all,
-            status_record,
             ResourceExt::name_any,
+            status_record,
             status_touched,
         );
         let stores = Self {
@@ -364,7 +362,7 @@ impl Stores {
         Box::pin(async move {
             stores.services.wait_until_ready().await;
             stores.slices.wait_until_ready().await;
-            let _ = stores.nodes.wait_until_ready().await;
+            stores.nodes.wait_until_ready().await;
             let _ = stores.ads.wait_until_ready().await;
             let _ = stores.pools.wait_until_ready().await;
             let _ = stores.pods.wait_until_ready().await;
@@ -493,10 +491,7 @@ impl Stores {
                 .nodes
                 .state()
                 .iter()
-                .map(|n| {
-                    let n = inputs::node(n);
-                    (n.name.clone(), n)
-                })
+                .map(|n| (n.name.clone(), Node::clone(n)))
                 .collect(),
             alive: alive.clone(),
             speakers: self

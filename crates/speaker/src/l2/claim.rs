@@ -12,7 +12,8 @@
 //!   probe is checked once more after a short wait before it counts as a conflict;
 //! - a **succession** (a live node held it and lets go by itself once it learns it lost it, or
 //!   this speaker cannot know who holds it: it just started, or it was frozen): probe, and
-//!   answer only once nobody else does, probing again every few tens of ms meanwhile. The
+//!   answer only once nobody else does, probing again meanwhile: after 10 ms at first, then
+//!   after half the time waited so far (a holder that is slow to let go costs a few frames). The
 //!   previous owner usually lets go within milliseconds of the same news, so the IP is silent
 //!   for about one probe, and two MACs answer it only if a late answer races the probe (then
 //!   the watch after claiming silences this node);
@@ -68,8 +69,8 @@ pub struct ClaimTiming {
     /// Random spread added to each re-probe, so two nodes that both wait for the same silent
     /// owner do not probe (and claim) in lock step.
     pub reprobe_spread: Duration,
-    /// Succession: how soon to probe again while the previous owner still answers (plus up to
-    /// three [`Self::witness_wait`]s of jitter).
+    /// Succession: how soon, at the least, to probe again while the previous owner still
+    /// answers; later probes back off to half the time waited so far, with jitter.
     pub succession_retry: Duration,
     /// Succession: how long the previous owner may keep answering before this claim is held
     /// back like a takeover (and said to be).
@@ -103,8 +104,8 @@ impl Default for ClaimTiming {
             reprobe_spread: Duration::from_millis(200),
             // The previous owner lets go within a few ms of the same news (gossip, or the
             // EndpointSlice that moved a Local Service): probing again 10-15 ms after its answer
-            // (then listening a witness wait) keeps the IP's silence well under 100 ms, at
-            // about 20 frames a second per IP while it holds on.
+            // keeps the IP's silence well under 100 ms; the backoff after that bounds a holder
+            // that does not let go to about 15 probes over the patience below.
             succession_retry: Duration::from_millis(10),
             // Gossip news reaches every member within a few probe periods; a holder that still
             // answers after this is not letting go (or its gossip is cut).
@@ -362,18 +363,17 @@ impl ClaimMachine {
     ) -> Vec<ClaimAction> {
         let patient = self.kind == ClaimKind::Succession
             && now.saturating_sub(self.started) < self.timing.succession_patience;
-        let next = if patient {
+        let next = if patient && answering {
+            // Both had claimed (two nodes back from being cut off, each believing it
+            // succeeds): spread over a few witness waits, so that one finds the other answering
+            // instead of both claiming in step again.
+            now + self.jittered(self.timing.succession_retry, self.timing.witness_wait * 3)
+        } else if patient {
             // This node never answered: the other station is the previous owner, about to let
-            // go (it learns the same news within milliseconds), so look again soon. Both had
-            // claimed (two nodes back from being cut off, each believing it succeeds): spread
-            // over a few witness waits, so that one finds the other answering instead of both
-            // claiming in step again.
-            let spread = if answering {
-                self.timing.witness_wait * 3
-            } else {
-                self.timing.succession_retry / 2
-            };
-            now + self.jittered(self.timing.succession_retry, spread)
+            // go (it learns the same news within milliseconds), so look again soon, then less
+            // and less often (half the time waited so far) while it holds on.
+            let retry = (now.saturating_sub(self.started) / 2).max(self.timing.succession_retry);
+            now + self.jittered(retry, retry / 2)
         } else {
             now + self.jittered(self.timing.reprobe, self.timing.reprobe_spread)
         };
@@ -809,9 +809,13 @@ mod tests {
         let mut m = ClaimMachine::new(ClaimKind::Succession, t.clone(), 1);
         m.start(ms(0));
         let mut said = 0;
+        let mut probes_in_patience = 0;
         let mut now = ms(0);
         while now < t.succession_patience * 3 {
             now += ms(1);
+            if now < t.succession_patience {
+                probes_in_patience += 1;
+            }
             said += m
                 .claims_seen(theirs(), now)
                 .iter()
@@ -822,6 +826,8 @@ mod tests {
             assert_eq!(m.timer(now), [ClaimAction::Probe], "never answers");
         }
         assert_eq!(said, 1);
+        // Backing off: a holder that never lets go costs a few frames, not one per 10 ms.
+        assert!(probes_in_patience <= 20, "{probes_in_patience} probes");
         // Past its patience it re-probes at the takeover's pace.
         m.claims_seen(theirs(), now + ms(1));
         assert!(m.wake_at().unwrap_or_default() >= now + ms(1) + t.reprobe);

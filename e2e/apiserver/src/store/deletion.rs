@@ -231,23 +231,22 @@ fn collect_garbage(state: &mut State, sender: &Sender, gone: &Value) {
     if uid.is_empty() {
         return;
     }
+    let types = storage_types(state);
     for (storage_key, key) in state.owners.dependents_of(&uid) {
-        let Some(rt) = storage_types(state)
-            .into_iter()
-            .find(|t| t.storage_key() == storage_key)
-        else {
+        let Some(rt) = types.iter().find(|t| t.storage_key() == storage_key) else {
             continue;
         };
-        let Some(dependent) = state.bucket(&rt).get(&key) else {
+        let Some(dependent) = state.bucket(rt).get(&key) else {
             continue;
         };
-        let orphaned = owner_uids(dependent)
-            .iter()
-            .all(|owner| !state.owners.is_live(owner));
-        if orphaned {
-            delete_by_key(state, sender, &rt, key);
+        let owners = owner_uids(dependent);
+        if !owners.contains(&uid) {
+            continue;
+        }
+        if owners.iter().all(|owner| !state.owners.is_live(owner)) {
+            delete_by_key(state, sender, rt, key);
         } else {
-            drop_owner_reference(state, sender, &rt, key, &uid);
+            drop_owner_reference(state, sender, rt, key, &uid);
         }
     }
 }
@@ -270,12 +269,10 @@ fn drop_owner_reference(
 }
 
 fn orphan_dependents(state: &mut State, sender: &Sender, uid: &str) {
+    let types = storage_types(state);
     for (storage_key, key) in state.owners.dependents_of(uid) {
-        if let Some(rt) = storage_types(state)
-            .into_iter()
-            .find(|t| t.storage_key() == storage_key)
-        {
-            drop_owner_reference(state, sender, &rt, key, uid);
+        if let Some(rt) = types.iter().find(|t| t.storage_key() == storage_key) {
+            drop_owner_reference(state, sender, rt, key, uid);
         }
     }
 }

@@ -29,7 +29,8 @@ pub(super) struct State {
     pub(super) compacted: u64,
     pub(super) services: ServiceAllocations,
     pub(super) primary_v6: bool,
-    /// Owner references of the stored objects, kept by [`State::record`].
+    /// Owner references of the stored objects, kept by [`State::record`] (and by CRD
+    /// deletion, which drops a kind's objects without events).
     pub(super) owners: super::owners::Owners,
 }
 

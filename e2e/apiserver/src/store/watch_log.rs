@@ -55,8 +55,8 @@ pub type Subscription = (
 );
 
 impl State {
-    /// Logs a change, notes its owner references, and sends it to live watchers. Called with the lock held, so that
-    /// [`Store::subscribe`] (same lock) never misses or repeats an event.
+    /// Logs a change, notes its owner references, and sends it to live watchers. Called with
+    /// the lock held, so that [`Store::subscribe`] (same lock) never misses or repeats an event.
     pub(super) fn record(
         &mut self,
         sender: &broadcast::Sender<Arc<WatchEvent>>,
@@ -70,7 +70,11 @@ impl State {
             ),
         );
         match event.event_type {
-            EventType::Deleted => self.owners.removed(&place, &event.object),
+            // What was stored: a delete that follows a write (the last finalizer removed)
+            // carries the written object, whose references may differ.
+            EventType::Deleted => self
+                .owners
+                .removed(&place, event.previous.as_ref().unwrap_or(&event.object)),
             EventType::Added | EventType::Modified => {
                 self.owners
                     .stored(&place, event.previous.as_ref(), &event.object);
