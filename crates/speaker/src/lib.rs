@@ -9,6 +9,7 @@ pub mod gossip;
 pub mod inputs;
 pub mod isolation;
 pub mod l2;
+pub mod lean;
 pub mod ledger;
 pub mod metrics;
 pub mod publish;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_api::annotations::{NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL};
-use ferrolb_api::{IPAddressPool, L2Advertisement, ServiceL2Status};
+use ferrolb_api::{IPAddressPool, L2Advertisement};
 use ferrolb_observe::events::Severity;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -36,6 +36,7 @@ use crate::inputs::{self, ServiceRecord, SliceRecord};
 use crate::isolation::{self, IsolationChange, IsolationWatch};
 use crate::l2::claim::{ClaimKind, L2Report};
 use crate::l2::freshness;
+use crate::lean::StatusView;
 use crate::ledger::{Ledger, Moved};
 use crate::metrics::{AnnouncedLabels, Metrics, ReasonLabel, StateLabel};
 use crate::publish::{self, Output, Publisher};
@@ -214,7 +215,7 @@ fn node_record(o: &KubeNode) -> Option<Node> {
     Some(inputs::node(o))
 }
 
-fn status_record(o: &DeserializeGuard<ServiceL2Status>) -> Option<StatusObject> {
+fn status_record(o: &DeserializeGuard<StatusView>) -> Option<StatusObject> {
     o.0.as_ref().ok().map(status_object)
 }
 
@@ -241,7 +242,7 @@ fn slice_touched(event: &watcher::Event<EndpointSlice>) -> Option<Touch> {
     }
 }
 
-fn status_touched(event: &watcher::Event<DeserializeGuard<ServiceL2Status>>) -> Option<Touch> {
+fn status_touched(event: &watcher::Event<DeserializeGuard<StatusView>>) -> Option<Touch> {
     match event {
         watcher::Event::Apply(o) => Some(Touch::Status {
             name: o.name_any(),
@@ -267,7 +268,7 @@ fn cluster_touched<K>(event: &watcher::Event<K>) -> Option<Touch> {
 }
 
 /// A `ServiceL2Status` as the visibility plan reads it.
-fn status_object(o: &ServiceL2Status) -> StatusObject {
+fn status_object(o: &StatusView) -> StatusObject {
     // Labels first: they are written with the object, the status a moment later.
     let status = o.status.clone().unwrap_or_default();
     let label = |key: &str, or: String| o.labels().get(key).cloned().unwrap_or(or);
