@@ -598,30 +598,43 @@ impl Driver {
     }
 }
 
-/// Seconds until there is a ServiceL2Status for each of `services`, each with its status
-/// written (the speakers write the object, then its status): "idle" starts only once nothing
-/// is left to write.
+/// Seconds until a watch of `ServiceL2Status` objects (as the speakers watch them, from the same
+/// server) has seen one for each of `services`, each with its status written (the speakers write
+/// the object, then its status): "idle" starts only once nothing is left to write, nor to
+/// deliver to the speakers' watches.
 async fn statuses_written(client: &kube::Client, services: usize) -> anyhow::Result<f64> {
     let api: Api<ferrolb_api::ServiceL2Status> =
         Api::namespaced(client.clone(), objects::SYSTEM_NAMESPACE);
     let started = Instant::now();
-    loop {
-        let written = api
-            .list(&Default::default())
-            .await?
-            .items
-            .iter()
-            .filter(|o| o.status.as_ref().is_some_and(|s| !s.interfaces.is_empty()))
-            .count();
-        if written >= services {
-            return Ok(started.elapsed().as_secs_f64());
+    let mut written: HashSet<String> = HashSet::new();
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while written.len() < services {
+        let event = tokio::time::timeout(Duration::from_secs(600), events.try_next())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "only {} of {services} ServiceL2Status objects written after 600 s",
+                    written.len()
+                )
+            })??
+            .ok_or_else(|| anyhow::anyhow!("the ServiceL2Status watch ended"))?;
+        match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let name = o.metadata.name.clone().unwrap_or_default();
+                if o.status.as_ref().is_some_and(|s| !s.interfaces.is_empty()) {
+                    written.insert(name);
+                } else {
+                    written.remove(&name);
+                }
+            }
+            watcher::Event::Delete(o) => {
+                written.remove(&o.metadata.name.clone().unwrap_or_default());
+            }
+            watcher::Event::Init => written.clear(),
+            watcher::Event::InitDone => {}
         }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "only {written} of {services} ServiceL2Status objects written after 600 s"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
