@@ -598,43 +598,57 @@ impl Driver {
     }
 }
 
-/// Seconds until a watch of `ServiceL2Status` objects (as the speakers watch them, from the same
-/// server) has seen one for each of `services`, each with its status written (the speakers write
-/// the object, then its status): "idle" starts only once nothing is left to write, nor to
-/// deliver to the speakers' watches.
-async fn statuses_written(client: &kube::Client, services: usize) -> anyhow::Result<f64> {
+/// Follows the `ServiceL2Status` objects from the start, as the speakers do (one stream from
+/// the same server): the names of those whose status is written (the speakers write the object,
+/// then its status).
+fn watch_statuses(client: &kube::Client) -> Arc<Mutex<HashSet<String>>> {
+    let written = Arc::new(Mutex::new(HashSet::new()));
     let api: Api<ferrolb_api::ServiceL2Status> =
         Api::namespaced(client.clone(), objects::SYSTEM_NAMESPACE);
-    let started = Instant::now();
-    let mut written: HashSet<String> = HashSet::new();
-    let mut events = watcher(api, watcher::Config::default()).boxed();
-    while written.len() < services {
-        let event = tokio::time::timeout(Duration::from_secs(600), events.try_next())
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "only {} of {services} ServiceL2Status objects written after 600 s",
-                    written.len()
-                )
-            })??
-            .ok_or_else(|| anyhow::anyhow!("the ServiceL2Status watch ended"))?;
-        match event {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                let name = o.metadata.name.clone().unwrap_or_default();
-                if o.status.as_ref().is_some_and(|s| !s.interfaces.is_empty()) {
-                    written.insert(name);
-                } else {
-                    written.remove(&name);
+    let out = written.clone();
+    tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default()).boxed();
+        while let Ok(Some(event)) = events.try_next().await {
+            let Ok(mut written) = out.lock() else { return };
+            match event {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    if o.status.as_ref().is_some_and(|s| !s.interfaces.is_empty()) {
+                        written.insert(name);
+                    } else {
+                        written.remove(&name);
+                    }
                 }
+                watcher::Event::Delete(o) => {
+                    written.remove(&o.metadata.name.clone().unwrap_or_default());
+                }
+                watcher::Event::Init => written.clear(),
+                watcher::Event::InitDone => {}
             }
-            watcher::Event::Delete(o) => {
-                written.remove(&o.metadata.name.clone().unwrap_or_default());
-            }
-            watcher::Event::Init => written.clear(),
-            watcher::Event::InitDone => {}
         }
+    });
+    written
+}
+
+/// Seconds until the stream of [`watch_statuses`] has brought a written status for each of
+/// `services`: "idle" starts only once nothing is left to write, nor to deliver to the
+/// speakers' watches.
+async fn statuses_written(
+    written: &Mutex<HashSet<String>>,
+    services: usize,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    loop {
+        let count = written.lock().map(|w| w.len()).unwrap_or(0);
+        if count >= services {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {count} of {services} ServiceL2Status objects written after 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(started.elapsed().as_secs_f64())
 }
 
 async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
@@ -655,6 +669,7 @@ async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
     let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
     let seen = Arc::new(Mutex::new(Seen::default()));
     watch_services(services.clone(), seen.clone());
+    let statuses = watch_statuses(&client);
     let mut pids = parse_pids(pids);
     let controller = pids
         .remove("controller")
@@ -682,7 +697,7 @@ async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
     eprintln!("creating {v4} IPv4 and {dual} dual-stack Services");
     let all_answered_s = d.fill(v4, dual).await?;
     eprintln!("all answered after {all_answered_s:.1} s; waiting for every ServiceL2Status");
-    let statuses_s = statuses_written(&client, v4 + dual).await?;
+    let statuses_s = statuses_written(&statuses, v4 + dual).await?;
     eprintln!("every ServiceL2Status written {statuses_s:.1} s later; idle for {IDLE:?}");
     let idle_cpu = d
         .speaker_cpu(async {
