@@ -11,12 +11,7 @@ const WORKERS: usize = 2;
 /// Blocking helpers (name resolution for the API client).
 const BLOCKING: usize = 2;
 
-/// glibc malloc arenas: by default up to eight per core, each keeping the memory freed in it;
-/// the speaker's few threads share two and its resident memory stays close to what it uses.
-const MALLOC_ARENAS: i32 = 2;
-
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .max_blocking_threads(BLOCKING)
@@ -40,17 +35,3 @@ async fn run() -> anyhow::Result<()> {
     }));
     ferrolb_speaker::run(args).await
 }
-
-/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`] (what `MALLOC_ARENA_MAX` does), before any
-/// thread starts.
-#[cfg(target_env = "gnu")]
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    // SAFETY: `mallopt` only sets an allocator parameter; called once, before other threads
-    // exist. A refusal (return 0) leaves the default, which is merely larger.
-    let _ = unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
-}
-
-/// Other C libraries have no per-thread arenas to cap.
-#[cfg(not(target_env = "gnu"))]
-fn limit_malloc_arenas() {}

@@ -126,6 +126,11 @@ fn parse_requirement(selector: &str, part: &str) -> ApiResult<Requirement> {
 }
 
 impl LabelQuery {
+    /// Whether it selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Parses `?labelSelector=`.
     ///
     /// # Errors
@@ -208,6 +213,11 @@ pub fn selectable_fields(group: &str, kind: &str) -> &'static [&'static str] {
 }
 
 impl FieldSelector {
+    /// Whether it selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Parses `?fieldSelector=` (`=`, `==`, `!=`, comma separated).
     ///
     /// # Errors

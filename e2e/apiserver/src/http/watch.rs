@@ -98,6 +98,30 @@ impl Watcher {
         kind.map(|k| (k.as_str(), object))
     }
 
+    /// The line this watcher sends for one live change, if it sees it. A watcher without
+    /// selectors sees every change of its namespace as it is, so its line is the one every such
+    /// watcher sends: made once per event and shared.
+    fn line(&self, event: &WatchEvent) -> Option<Bytes> {
+        if self.options.labels.is_empty() && self.options.fields.is_empty() {
+            if self
+                .ns
+                .as_deref()
+                .is_some_and(|n| event.object["metadata"]["namespace"].as_str() != Some(n))
+            {
+                return None;
+            }
+            let make = || event_line(event.event_type.as_str(), &self.rt.present(&event.object));
+            let version = self.rt.api_version();
+            let (cached_version, line) = event.line.get_or_init(|| (version.clone(), make()));
+            return Some(if *cached_version == version {
+                line.clone()
+            } else {
+                make()
+            });
+        }
+        self.visible(event).map(|(t, o)| event_line(t, &o))
+    }
+
     /// Appends the visible part of `replay` to `lines`; returns the last rv seen.
     fn replay(&self, replay: Vec<Arc<WatchEvent>>, mut last: u64, lines: &mut Vec<Bytes>) -> u64 {
         for e in replay {
@@ -168,9 +192,8 @@ impl Watcher {
                     Ok(event) => {
                         if event.rv <= last_rv || event.key != key { continue; }
                         last_rv = event.rv;
-                        let Some((t, mut o)) = self.visible(&event) else { continue };
-                        o["apiVersion"] = json!(self.rt.api_version());
-                        event_line(t, &o)
+                        let Some(line) = self.line(&event) else { continue };
+                        line
                     }
                     Err(RecvError::Lagged(_)) => {
                         // Too slow a reader: make it re-list, as the real server does.
@@ -290,6 +313,7 @@ mod tests {
             event_type: EventType::Modified,
             object: cm(after),
             previous: Some(cm(before)),
+            line: std::sync::OnceLock::new(),
         }
     }
 

@@ -106,6 +106,7 @@ pub(super) fn remove_released(
             event_type: EventType::Deleted,
             object: rt.persist(&new),
             previous: Some(stored_live),
+            line: std::sync::OnceLock::new(),
         },
     );
     collect_garbage(state, sender, &new);
@@ -132,6 +133,7 @@ fn remove_now(
             event_type: EventType::Deleted,
             object: gone.clone(),
             previous: Some(live),
+            line: std::sync::OnceLock::new(),
         },
     );
     collect_garbage(state, sender, &gone);

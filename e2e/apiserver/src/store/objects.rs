@@ -78,6 +78,7 @@ impl State {
                 event_type: EventType::Modified,
                 object: stored.clone(),
                 previous: Some(previous),
+                line: std::sync::OnceLock::new(),
             },
         );
         stored

@@ -45,6 +45,10 @@ pub struct WatchEvent {
     pub object: Value,
     /// The object before the change, for Modified: watchers with selectors need it.
     pub previous: Option<Value>,
+    /// The event's line as watchers without selectors send it, made by the first of them and
+    /// shared by the rest, with the API version it is in: thousands of events to several
+    /// watchers are serialized once each, not once per watcher.
+    pub line: std::sync::OnceLock<(String, axum::body::Bytes)>,
 }
 
 /// What a new watcher gets: the logged events to replay, the live receiver, and the latest rv.

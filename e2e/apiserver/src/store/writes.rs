@@ -84,6 +84,7 @@ impl Store {
                 event_type: EventType::Added,
                 object: stored,
                 previous: None,
+                line: std::sync::OnceLock::new(),
             },
         );
         Ok(with_type(rt, &object))
