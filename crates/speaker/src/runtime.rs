@@ -139,25 +139,32 @@ where
     let watch = watcher(api, config).modify(|o| o.managed_fields_mut().clear());
     let stream = reflector::reflector(writer, watch)
         .default_backoff()
-        .filter_map(move |event| {
-            let touch = match event {
-                Err(e) => {
-                    tracing::warn!(error = %e, "watch error; retrying");
-                    None
-                }
-                Ok(event) => {
-                    if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = &event
-                        && let Some(problem) = o.parse_problem()
-                    {
-                        tracing::warn!(object = %o.name_any(), %problem, "object cannot be parsed; skipped");
-                    }
-                    touched(&event)
-                }
-            };
-            std::future::ready(touch)
-        })
+        .filter_map(move |event| std::future::ready(take_in(event, |_| {}, touched)))
         .boxed();
     (reader, stream)
+}
+
+/// One watch event in: an error or an object that cannot be parsed is logged, the event goes to
+/// `cache`, and what it touched comes out.
+fn take_in<K: Watched>(
+    event: Result<watcher::Event<K>, watcher::Error>,
+    cache: impl FnOnce(&watcher::Event<K>),
+    touched: fn(&watcher::Event<K>) -> Option<Touch>,
+) -> Option<Touch> {
+    let event = match event {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::warn!(error = %e, "watch error; retrying");
+            return None;
+        }
+    };
+    if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = &event
+        && let Some(problem) = o.parse_problem()
+    {
+        tracing::warn!(object = %o.name_any(), %problem, "object cannot be parsed; skipped");
+    }
+    cache(&event);
+    touched(&event)
 }
 
 /// Watches `api` into a [`Cache`] of records; the stream says what each event touched.
@@ -176,24 +183,7 @@ where
     let (cache, mut writer) = cache::cache(key, record);
     let stream = watcher(api, config)
         .default_backoff()
-        .filter_map(move |event| {
-            let touch = match event {
-                Err(e) => {
-                    tracing::warn!(error = %e, "watch error; retrying");
-                    None
-                }
-                Ok(event) => {
-                    if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = &event
-                        && let Some(problem) = o.parse_problem()
-                    {
-                        tracing::warn!(object = %o.name_any(), %problem, "object cannot be parsed; skipped");
-                    }
-                    writer.apply(&event);
-                    touched(&event)
-                }
-            };
-            std::future::ready(touch)
-        })
+        .filter_map(move |event| std::future::ready(take_in(event, |e| writer.apply(e), touched)))
         .boxed();
     (cache, stream)
 }

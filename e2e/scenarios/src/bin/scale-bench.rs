@@ -599,17 +599,16 @@ impl Driver {
 }
 
 /// Follows the `ServiceL2Status` objects from the start, as the speakers do (one stream from
-/// the same server): the names of those whose status is written (the speakers write the object,
+/// the same server); says how many have their status written (the speakers write the object,
 /// then its status).
-fn watch_statuses(client: &kube::Client) -> Arc<Mutex<HashSet<String>>> {
-    let written = Arc::new(Mutex::new(HashSet::new()));
+fn watch_statuses(client: &kube::Client) -> tokio::sync::watch::Receiver<usize> {
+    let (count, counted) = tokio::sync::watch::channel(0);
     let api: Api<ferrolb_api::ServiceL2Status> =
         Api::namespaced(client.clone(), objects::SYSTEM_NAMESPACE);
-    let out = written.clone();
     tokio::spawn(async move {
+        let mut written: HashSet<String> = HashSet::new();
         let mut events = watcher(api, watcher::Config::default()).boxed();
         while let Ok(Some(event)) = events.try_next().await {
-            let Ok(mut written) = out.lock() else { return };
             match event {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                     let name = o.metadata.name.clone().unwrap_or_default();
@@ -625,30 +624,35 @@ fn watch_statuses(client: &kube::Client) -> Arc<Mutex<HashSet<String>>> {
                 watcher::Event::Init => written.clear(),
                 watcher::Event::InitDone => {}
             }
+            count.send_replace(written.len());
         }
     });
-    written
+    counted
 }
 
 /// Seconds until the stream of [`watch_statuses`] has brought a written status for each of
 /// `services`: "idle" starts only once nothing is left to write, nor to deliver to the
 /// speakers' watches.
 async fn statuses_written(
-    written: &Mutex<HashSet<String>>,
+    counted: &mut tokio::sync::watch::Receiver<usize>,
     services: usize,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
-    loop {
-        let count = written.lock().map(|w| w.len()).unwrap_or(0);
-        if count >= services {
-            return Ok(started.elapsed().as_secs_f64());
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "only {count} of {services} ServiceL2Status objects written after 600 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let waited = tokio::time::timeout(
+        Duration::from_secs(600),
+        counted.wait_for(|n| *n >= services),
+    )
+    .await
+    .map(|r| r.map(|_| ()));
+    match waited {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => anyhow::bail!("the ServiceL2Status watch ended"),
+        Err(_) => anyhow::bail!(
+            "only {} of {services} ServiceL2Status objects written after 600 s",
+            *counted.borrow()
+        ),
     }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
@@ -669,7 +673,7 @@ async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
     let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
     let seen = Arc::new(Mutex::new(Seen::default()));
     watch_services(services.clone(), seen.clone());
-    let statuses = watch_statuses(&client);
+    let mut statuses = watch_statuses(&client);
     let mut pids = parse_pids(pids);
     let controller = pids
         .remove("controller")
@@ -697,7 +701,7 @@ async fn drive(prefix: &str, pids: &str) -> anyhow::Result<()> {
     eprintln!("creating {v4} IPv4 and {dual} dual-stack Services");
     let all_answered_s = d.fill(v4, dual).await?;
     eprintln!("all answered after {all_answered_s:.1} s; waiting for every ServiceL2Status");
-    let statuses_s = statuses_written(&statuses, v4 + dual).await?;
+    let statuses_s = statuses_written(&mut statuses, v4 + dual).await?;
     eprintln!("every ServiceL2Status written {statuses_s:.1} s later; idle for {IDLE:?}");
     let idle_cpu = d
         .speaker_cpu(async {
